@@ -1,0 +1,159 @@
+"""The ELBO (eq. 4, 6, 7) and the importance-weighted bound of SPEC.md, batch-first API.
+
+These are the functions the rest of the project calls; they check their inputs, turn the
+batch-first arrays (B, T, ...) into the time-major (T, B, ...) of `model.py`, run the
+model, and sum the per-step terms over each sequence's valid steps.
+"""
+import autograd.numpy as np
+import numpy
+from autograd.scipy.special import logsumexp
+
+from .distributions import bernoulli_log_prob, gaussian_kl, gaussian_log_prob
+from .errors import InputError
+from .model import deterministic_layer, emission, feature_extractor, inference_network, stochastic_layer
+
+
+def elbo(params, u, x, mask, eps, config, kl_weight=1.0):
+    """Per-sequence ELBO L_i = Σ_{t ≤ T_i} [log p(x_t | z_t, d_t) − β KL(q ‖ p)] — eq. (4), (6).
+
+    params: dict of arrays under SPEC.md's names; u, x: (B, T, x_dim); mask: (B, T);
+    eps: (B, T, z_dim) standard-normal noise; kl_weight: β. Returns L: (B,).
+    """
+    return elbo_and_states(params, u, x, mask, eps, config, kl_weight)[0]
+
+
+def elbo_and_states(params, u, x, mask, eps, config, kl_weight=1.0, d_0=None, z_0=None):
+    """The ELBO of `elbo`, from initial states (d_0, z_0), and the states at each T_i.
+
+    For truncated backpropagation through time: the returned (d_{T_i}, z_{T_i}) are the
+    next chunk's (d_0, z_0). d_0: (B, d_dim), z_0: (B, z_dim), zeros by default.
+    Returns L: (B,), d_last: (B, d_dim), z_last: (B, z_dim).
+    """
+    params = unpack(params)
+    u, x, mask, eps, d_0, z_0 = _time_major_inputs(params, u, x, mask, eps, config, d_0, z_0)
+    d, a = _deterministic_and_inference_states(params, u, x, mask, d_0, config)
+    z, mu_p, logvar_p, mu_q, logvar_q = stochastic_layer(params, d, a, eps, z_0, config)
+    log_px = emission_log_prob(params, x, d, z, config)                     # (T, B)
+    kl = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)                         # (T, B), eq. (6)
+    L = np.sum(mask * (log_px - kl_weight * kl), axis=0)                     # (B,)
+    last = (numpy.sum(mask, axis=0).astype(int) - 1, numpy.arange(mask.shape[1]))
+    return L, d[last], z[last]
+
+
+def log_importance_weights(params, u, x, mask, eps, config, d_0=None, z_0=None):
+    """log w_k = Σ_{t ≤ T_i} [log p(x_t | z_t^k, d_t) + log p(z_t^k | z_{t−1}^k, d_t) − log q(z_t^k | z_{t−1}^k, a_t)].
+
+    eps: (K, B, T, z_dim), one noise sequence per path. The K paths run as one batch of
+    K·B rows; d and a do not depend on z and are computed once. Returns (K, B).
+    """
+    params = unpack(params)
+    eps = _as_array(eps, params)
+    if eps.ndim != 4:
+        raise InputError(f"eps must have shape (K, B, T, z_dim) for the importance-weighted bound, got {eps.shape}")
+    K = eps.shape[0]
+    u, x, mask, _, d_0, z_0 = _time_major_inputs(params, u, x, mask, eps[0], config, d_0, z_0)
+    _check_finite("eps", eps)
+    d, a = _deterministic_and_inference_states(params, u, x, mask, d_0, config)
+    T, B = mask.shape
+    tile = lambda v: np.concatenate([v] * K, axis=1)  # (T, B, ·) -> (T, K·B, ·), path k in rows kB..kB+B−1
+    eps_paths = numpy.moveaxis(eps, 2, 0).reshape(T, K * B, -1) * numpy.tile(mask, (1, K))[..., None]
+    z, mu_p, logvar_p, mu_q, logvar_q = stochastic_layer(params, tile(d), tile(a), eps_paths,
+                                                          numpy.tile(z_0, (K, 1)), config)
+    log_w = (emission_log_prob(params, tile(x), tile(d), z, config)
+             + gaussian_log_prob(z, mu_p, logvar_p) - gaussian_log_prob(z, mu_q, logvar_q))  # (T, K·B)
+    return np.sum(numpy.tile(mask, (1, K)) * log_w, axis=0).reshape(K, B)
+
+
+def iw_bound(params, u, x, mask, eps, config, d_0=None, z_0=None, paths_per_chunk=None):
+    """Importance-weighted bound log (1/K) Σ_k exp(log w_k) per sequence; K = eps.shape[0].
+
+    K = 1 is the ELBO in expectation; the bound tightens towards log p(x) as K grows.
+    paths_per_chunk bounds memory: the paths run in groups of that many. Returns (B,).
+    """
+    eps = numpy.asarray(eps)
+    chunk = paths_per_chunk or len(eps)
+    log_w = np.concatenate([log_importance_weights(params, u, x, mask, eps[k:k + chunk], config, d_0, z_0)
+                            for k in range(0, len(eps), chunk)])
+    return logsumexp(log_w, axis=0) - np.log(log_w.shape[0])
+
+
+def unpack(params):
+    """A plain dict of the parameters: under autograd, one lookup per name instead of one per use
+    (each lookup in a traced dict costs a dict-sized zero gradient on the way back)."""
+    return {name: params[name] for name in params.keys()}
+
+
+def emission_log_prob(params, x, d, z, config):
+    """log p(x_t | z_t, d_t) for every step at once — eq. (1). x: (T, B, x_dim) -> (T, B)."""
+    if config.emission == "bernoulli":
+        return bernoulli_log_prob(x, emission(params, d, z, config))
+    mu_x, logvar_x = emission(params, d, z, config)
+    return gaussian_log_prob(x, mu_x, logvar_x)
+
+
+def _deterministic_and_inference_states(params, u, x, mask, d_0, config):
+    """d_{1:T} from u (eq. 2) and a_{1:T} from d and x (eq. 5), time-major."""
+    d = deterministic_layer(params, feature_extractor(params, u, config), d_0)
+    a = inference_network(params, d, feature_extractor(params, x, config), mask, config)
+    return d, a
+
+
+# ---------------------------------------------------------------------------------------
+# Input checks: every problem is an InputError that names the argument
+# ---------------------------------------------------------------------------------------
+
+def _as_array(v, params):
+    """v as a plain array of the parameters' floating dtype (float32 parameters stay float32)."""
+    dtype = params["gru_d.W_hh"].dtype
+    return numpy.asarray(v, dtype=dtype if numpy.issubdtype(dtype, numpy.floating) else float)
+
+
+def _check_finite(name, v):
+    if not numpy.all(numpy.isfinite(v)):
+        raise InputError(f"{name} holds NaN or inf values (padded steps too must be finite)")
+
+
+def check_mask(mask, shape=None):
+    """A (B, T) mask of 0/1 with a non-empty left-aligned valid prefix in every row."""
+    mask = numpy.asarray(mask)
+    if mask.ndim != 2 or (shape is not None and mask.shape != shape):
+        want = f"{shape}" if shape is not None else "(B, T)"
+        raise InputError(f"mask must have shape {want}, got {mask.shape}")
+    if not numpy.all((mask == 0) | (mask == 1)):
+        raise InputError("mask must hold only 0 and 1")
+    if mask.shape[1] == 0 or not numpy.all(mask[:, 0] == 1):
+        raise InputError("every mask row needs at least one valid step (mask[:, 0] == 1)")
+    if numpy.any(mask[:, 1:] > mask[:, :-1]):
+        raise InputError("mask rows must be a left-aligned valid prefix: ones, then only zeros")
+    return mask
+
+
+def _time_major_inputs(params, u, x, mask, eps, config, d_0, z_0):
+    """Check shapes and values, zero the padded steps, and swap to time-major (T, B, ...)."""
+    u, x, eps = (_as_array(v, params) for v in (u, x, eps))
+    if x.ndim != 3 or x.shape[2] != config.x_dim:
+        raise InputError(f"x must have shape (B, T, x_dim={config.x_dim}), got {x.shape}")
+    B, T, _ = x.shape
+    if u.shape != x.shape:
+        raise InputError(f"u must have the shape of x {x.shape}, got {u.shape}")
+    if eps.shape != (B, T, config.z_dim):
+        raise InputError(f"eps must have shape (B, T, z_dim) = {(B, T, config.z_dim)}, got {eps.shape}")
+    mask = _as_array(check_mask(mask, (B, T)), params)
+    for name, v in (("u", u), ("x", x), ("eps", eps)):
+        _check_finite(name, v)
+    valid = mask[..., None] == 1
+    if config.emission == "bernoulli" and not numpy.all((x == 0) | (x == 1) | ~valid):
+        raise InputError("x must be a binary piano roll (0/1) on valid steps for Bernoulli emission")
+    d_0 = numpy.zeros((B, config.d_dim), u.dtype) if d_0 is None else _state("d_0", d_0, (B, config.d_dim), params)
+    z_0 = numpy.zeros((B, config.z_dim), u.dtype) if z_0 is None else _state("z_0", z_0, (B, config.z_dim), params)
+    # padded steps are zeroed so that no finite value there can overflow into a masked term
+    u, x, eps = (numpy.swapaxes(v * valid, 0, 1) for v in (u, x, eps))
+    return u, x, mask.T, eps, d_0, z_0
+
+
+def _state(name, v, shape, params):
+    v = _as_array(v, params)
+    if v.shape != shape:
+        raise InputError(f"{name} must have shape {shape}, got {v.shape}")
+    _check_finite(name, v)
+    return v

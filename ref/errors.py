@@ -1,0 +1,17 @@
+"""Errors a user can act on. The CLI prints any `SRNNError` as one line, never a traceback."""
+
+
+class SRNNError(Exception):
+    """Base class: a problem with the user's input, configuration or files."""
+
+
+class ConfigError(SRNNError, ValueError):
+    """An unknown option or an impossible setting."""
+
+
+class InputError(SRNNError, ValueError):
+    """Arrays handed to the model have the wrong shape, values or mask."""
+
+
+class DataError(SRNNError):
+    """A data file is missing, cannot be fetched, or is not what it should be."""

@@ -1,0 +1,204 @@
+"""The SRNN of SPEC.md: the generative model (eq. 1–2) and the inference network (eq. 3, 5).
+
+Internal axis order is time-major, (T, B, features), because every recurrence here is a
+loop over t; the batch-first arrays of the public API are swapped once in `bounds.py`.
+Steps t = 1..T of the paper are indices 0..T−1; `d_tm1` is d_{t−1}, `a_tp1` is a_{t+1}.
+
+The recurrences are explicit Python loops that collect each step in a list and stack it
+at the end (autograd cannot differentiate `A[t] = v`; see `nn.stack_steps`). Everything that does not recur —
+the feature extractor, the GRUs' input projections, the emission — acts on all steps at once.
+
+Choices where SPEC.md leaves room, following the paper's released code:
+- the filtering a_t with mlp_layers = 0 is [d_t, e(x_t)] itself (width d_dim + e_dim);
+- GRU weight matrices are initialised orthogonal per gate block (semi-orthogonal when
+  the block is not square), dense weights Glorot-normal, biases zero.
+"""
+import autograd.numpy as np
+import numpy
+
+from .config import Config
+from .nn import (dense, gru_cell, gru_input_projection, hidden_stack, mlp, sigmoid, stack_steps,
+                 variance_head)
+
+
+# ---------------------------------------------------------------------------------------
+# Parameters
+# ---------------------------------------------------------------------------------------
+
+def a_width(config: Config) -> int:
+    """Width of a_t: a_dim, except filtering with no hidden layer where a_t = [d_t, e(x_t)]."""
+    if config.inference == "filtering" and config.mlp_layers == 0:
+        return config.d_dim + config.e_dim
+    return config.a_dim
+
+
+def param_shapes(config: Config) -> dict:
+    """Every parameter name of SPEC.md for this configuration, with its shape."""
+    c = config
+    shapes = {}
+
+    def add_dense_stack(name, n_in, width, num_layers):
+        for k in range(num_layers):
+            shapes[f"{name}.{k}.W"], shapes[f"{name}.{k}.b"] = (width, n_in), (width,)
+            n_in = width
+        return n_in
+
+    def add_mlp(name, n_in, n_out):
+        n_hidden = add_dense_stack(name, n_in, c.h_dim, c.mlp_layers)
+        shapes[f"{name}.out.W"], shapes[f"{name}.out.b"] = (n_out, n_hidden), (n_out,)
+
+    def add_gru(name, n_in, n_hidden):
+        shapes[f"{name}.W_ih"], shapes[f"{name}.W_hh"] = (3 * n_hidden, n_in), (3 * n_hidden, n_hidden)
+        shapes[f"{name}.b_ih"], shapes[f"{name}.b_hh"] = (3 * n_hidden,), (3 * n_hidden,)
+
+    add_dense_stack("embed", c.x_dim, c.h_dim, c.embed_layers)
+    add_gru("gru_d", c.e_dim, c.d_dim)
+    if c.inference == "smoothing":
+        add_gru("gru_a", c.d_dim + c.e_dim, c.a_dim)
+    else:
+        add_dense_stack("filter", c.d_dim + c.e_dim, c.a_dim, c.mlp_layers)
+    add_mlp("prior_mu", c.d_dim + c.z_dim, c.z_dim)
+    add_mlp("prior_logvar", c.d_dim + c.z_dim, c.z_dim)
+    add_mlp("post_mu", a_width(c) + c.z_dim, c.z_dim)
+    add_mlp("post_logvar", a_width(c) + c.z_dim, c.z_dim)
+    if c.emission == "bernoulli":
+        add_mlp("emit", c.d_dim + c.z_dim, c.x_dim)
+    else:
+        n_hidden = add_dense_stack("emit", c.d_dim + c.z_dim, c.h_dim, c.mlp_layers)
+        for head in ("mu", "logvar"):
+            shapes[f"emit.{head}.W"], shapes[f"emit.{head}.b"] = (c.x_dim, n_hidden), (c.x_dim,)
+    return shapes
+
+
+def init_params(config: Config, seed: int) -> dict:
+    """Parameters named as in SPEC.md, initialised as the paper's code does (float64)."""
+    rng = numpy.random.default_rng(seed)
+    params = {}
+    for name, shape in param_shapes(config).items():
+        if len(shape) == 1:
+            params[name] = numpy.zeros(shape)
+        elif name.endswith((".W_ih", ".W_hh")):
+            params[name] = numpy.concatenate([_orthogonal(rng, shape[0] // 3, shape[1]) for _ in range(3)])
+        else:
+            params[name] = rng.normal(0.0, numpy.sqrt(2.0 / (shape[0] + shape[1])), size=shape)  # Glorot
+    return params
+
+
+def _orthogonal(rng, rows, cols):
+    """A (rows, cols) matrix with orthonormal rows or columns (QR of a Gaussian matrix)."""
+    q, r = numpy.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
+    q = q * numpy.sign(numpy.diag(r))  # makes the draw uniform over orthogonal matrices
+    return q if rows >= cols else q.T
+
+
+# ---------------------------------------------------------------------------------------
+# Generative model, eq. (1)–(2)
+# ---------------------------------------------------------------------------------------
+
+def feature_extractor(params, v, config):
+    """e(v): the `embed` hidden stack shared by u_t and x_t; the identity if embed_layers = 0.
+
+    v: (..., x_dim) -> (..., e_dim)
+    """
+    return hidden_stack(params, "embed", v, config.embed_layers, config.clip)
+
+
+def deterministic_layer(params, e_u, d_0):
+    """Deterministic states d_t = GRU_d(d_{t−1}, e(u_t)), p(d_t | d_{t−1}, u_t) = δ(d_t − d̃_t) — eq. (2).
+
+    e_u: (T, B, e_dim) features of the inputs; d_0: (B, d_dim). Returns d: (T, B, d_dim).
+    """
+    proj = gru_input_projection(params, "gru_d", e_u)  # (T, B, 3·d_dim)
+    d_t, d = d_0, []
+    for t in range(len(proj)):
+        d_t = gru_cell(params, "gru_d", d_t, proj[t])
+        d.append(d_t)
+    return stack_steps(*d)
+
+
+def prior(params, d_t, z_tm1, config):
+    """Prior transition p(z_t | z_{t−1}, d_t) = N(mu_p, exp(logvar_p)) — eq. (1).
+
+    d_t: (B, d_dim); z_tm1: (B, z_dim). Returns mu_p, logvar_p: (B, z_dim).
+    """
+    v = np.concatenate([d_t, z_tm1], axis=-1)
+    mu_p = mlp(params, "prior_mu", v, config.mlp_layers, config.clip)
+    logvar_p = variance_head(mlp(params, "prior_logvar", v, config.mlp_layers, config.clip), config.var_floor)
+    return mu_p, logvar_p
+
+
+def emission(params, d, z, config):
+    """Emission p(x_t | z_t, d_t) — eq. (1): its logits (Bernoulli) or (mu, logvar) (Gaussian).
+
+    d: (..., d_dim); z: (..., z_dim). Returns (..., x_dim) arrays.
+    """
+    h = hidden_stack(params, "emit", np.concatenate([d, z], axis=-1), config.mlp_layers, config.clip)
+    if config.emission == "bernoulli":
+        return dense(params, "emit.out", h)
+    return dense(params, "emit.mu", h), variance_head(dense(params, "emit.logvar", h), config.var_floor)
+
+
+def emission_mean(params, d, z, config):
+    """E[x_t | z_t, d_t]: note probabilities σ(logits), or the Gaussian mean."""
+    out = emission(params, d, z, config)
+    return sigmoid(out) if config.emission == "bernoulli" else out[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Inference network, eq. (3), (5)
+# ---------------------------------------------------------------------------------------
+
+def inference_network(params, d, e_x, mask, config):
+    """The states a_t that q(z_t | z_{t−1}, a_t) conditions on — eq. (5).
+
+    smoothing: a_t = GRU_a(a_{t+1}, [d_t, e(x_t)]) backwards in time, so a_t summarises
+    d_{t:T} and x_{t:T}; each sequence starts from its own last valid step T_i with
+    a_{T_i+1} = 0, so padding never reaches a.
+    filtering: a_t = `filter` hidden stack on [d_t, e(x_t)].
+
+    d: (T, B, d_dim); e_x: (T, B, e_dim); mask: (T, B). Returns a: (T, B, a_width).
+    """
+    v = np.concatenate([d, e_x], axis=-1)  # (T, B, d_dim + e_dim)
+    if config.inference == "filtering":
+        return hidden_stack(params, "filter", v, config.mlp_layers, config.clip)
+    proj = gru_input_projection(params, "gru_a", v)  # (T, B, 3·a_dim)
+    # mask of step t+1: zero where t is a sequence's last valid step (or past it)
+    mask_next = np.concatenate([mask[1:], np.zeros_like(mask[:1])])
+    a_tp1, a = np.zeros((proj.shape[1], config.a_dim), dtype=proj.dtype), []
+    for t in reversed(range(len(proj))):
+        a_t = gru_cell(params, "gru_a", a_tp1 * mask_next[t][:, None], proj[t])  # a_{T_i+1} = 0
+        a.append(a_t)
+        a_tp1 = a_t
+    return stack_steps(*a[::-1])
+
+
+def posterior(params, a_t, z_tm1, mu_p, config):
+    """Posterior transition q(z_t | z_{t−1}, a_t) = N(mu_q, exp(logvar_q)) — eq. (5).
+
+    With residual_q ("Resq") the MLP predicts the correction mu_q − mu_p to the prior mean.
+    a_t: (B, a_width); z_tm1, mu_p: (B, z_dim). Returns mu_q, logvar_q: (B, z_dim).
+    """
+    v = np.concatenate([a_t, z_tm1], axis=-1)
+    mu_q = mlp(params, "post_mu", v, config.mlp_layers, config.clip)
+    if config.residual_q:
+        mu_q = mu_q + mu_p
+    logvar_q = variance_head(mlp(params, "post_logvar", v, config.mlp_layers, config.clip), config.var_floor)
+    return mu_q, logvar_q
+
+
+def stochastic_layer(params, d, a, eps, z_0, config):
+    """One sampled path z_{1:T} ~ Π_t q(z_t | z_{t−1}, a_t), with the prior at each step — eq. (5)–(7).
+
+    z_t = mu_q + exp(logvar_q / 2) ⊙ eps_t (reparameterisation); the prior and posterior
+    of step t both condition on the sampled z_{t−1}, which is how (7) is estimated.
+    d: (T, B, d_dim); a: (T, B, a_width); eps: (T, B, z_dim); z_0: (B, z_dim).
+    Returns z, mu_p, logvar_p, mu_q, logvar_q, each (T, B, z_dim).
+    """
+    z_tm1, steps = z_0, []
+    for t in range(len(d)):
+        mu_p, logvar_p = prior(params, d[t], z_tm1, config)
+        mu_q, logvar_q = posterior(params, a[t], z_tm1, mu_p, config)
+        z_t = mu_q + np.exp(0.5 * logvar_q) * eps[t]
+        steps.append((z_t, mu_p, logvar_p, mu_q, logvar_q))
+        z_tm1 = z_t
+    return tuple(stack_steps(*seq) for seq in zip(*steps))

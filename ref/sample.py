@@ -1,0 +1,56 @@
+"""Ancestral sampling from the generative model, eq. (1)–(2): music from a trained SRNN.
+
+The sampler, like the model, takes its randomness as arguments (`draw_sample_noise`
+draws them), so two implementations given the same draws produce the same pieces.
+"""
+import numpy
+
+from .errors import InputError
+from .model import deterministic_layer, emission, feature_extractor, prior
+from .nn import sigmoid
+
+
+def draw_sample_noise(rng, config, B, T):
+    """The random draws of `sample` for B pieces of T steps.
+
+    Returns eps_z: (B, T, z_dim) standard normal, for z_t = mu_p + exp(logvar_p / 2) ⊙ eps_z;
+    noise_x: (B, T, x_dim), uniform on [0, 1) for Bernoulli emission (x_t,k = [noise < σ(l_k)])
+    or standard normal for Gaussian emission (x_t = mu_x + exp(logvar_x / 2) ⊙ noise).
+    """
+    eps_z = rng.standard_normal((B, T, config.z_dim))
+    noise_x = rng.random((B, T, config.x_dim)) if config.emission == "bernoulli" else rng.standard_normal((B, T, config.x_dim))
+    return eps_z, noise_x
+
+
+def sample(params, config, eps_z, noise_x, u_1=None, return_states=False):
+    """Draw x_{1:T} from p(x_{1:T}, z_{1:T}, d_{1:T}), feeding each x_t back as u_{t+1}.
+
+    For t = 1..T: d_t = GRU_d(d_{t−1}, e(u_t)); z_t ~ p(z_t | z_{t−1}, d_t); x_t ~ p(x_t | z_t, d_t).
+    eps_z: (B, T, z_dim); noise_x: (B, T, x_dim) from `draw_sample_noise`;
+    u_1: (B, x_dim) first input, zeros by default (a primer frame otherwise).
+    Returns x: (B, T, x_dim) (0/1 piano rolls for Bernoulli emission), and with
+    return_states also d: (B, T, d_dim) and z: (B, T, z_dim).
+    """
+    eps_z, noise_x = numpy.asarray(eps_z, float), numpy.asarray(noise_x, float)
+    B, T = eps_z.shape[:2]
+    if eps_z.shape != (B, T, config.z_dim) or noise_x.shape != (B, T, config.x_dim):
+        raise InputError(f"sample noise must have shapes (B, T, z_dim={config.z_dim}) and "
+                         f"(B, T, x_dim={config.x_dim}), got {eps_z.shape} and {noise_x.shape}")
+    u_t = numpy.zeros((B, config.x_dim)) if u_1 is None else numpy.asarray(u_1, float)
+    if u_t.shape != (B, config.x_dim):
+        raise InputError(f"u_1 must have shape {(B, config.x_dim)}, got {u_t.shape}")
+    d_t, z_t = numpy.zeros((B, config.d_dim)), numpy.zeros((B, config.z_dim))
+    x, d, z = [], [], []
+    for t in range(T):
+        d_t = deterministic_layer(params, feature_extractor(params, u_t, config)[None], d_t)[0]
+        mu_p, logvar_p = prior(params, d_t, z_t, config)
+        z_t = mu_p + numpy.exp(0.5 * logvar_p) * eps_z[:, t]
+        out = emission(params, d_t, z_t, config)
+        if config.emission == "bernoulli":
+            x_t = (noise_x[:, t] < sigmoid(out)).astype(float)
+        else:
+            x_t = out[0] + numpy.exp(0.5 * out[1]) * noise_x[:, t]
+        x.append(x_t), d.append(d_t), z.append(z_t)
+        u_t = x_t
+    x, d, z = (numpy.stack(v, axis=1) for v in (x, d, z))
+    return (x, d, z) if return_states else x

@@ -1,0 +1,307 @@
+"""ref.data: counts against shared/data/README.md, the u/x shift, batch layouts, the
+download path (loopback server, no internet) and the errors for bad files."""
+import functools
+import http.server
+import os
+import shutil
+import sys
+import threading
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ref import data
+from ref.errors import ConfigError, DataError
+
+DATA_DIR = Path(os.environ.get("SRNN_DATA_DIR") or Path(__file__).parents[1] / ".." / "shared" / "data")
+needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"no data directory at {DATA_DIR}")
+
+JSB_MAT = "boulanger2012/JSB_Chorales.mat"
+
+# shared/data/README.md: pieces (train, valid, test), frames (train, valid, test), longest piece
+BOULANGER = {
+    "jsb": ((229, 76, 77), (13807, 4602, 4725), 160),
+    "nottingham": ((694, 173, 170), (176561, 45513, 44463), 1793),
+    "piano": ((87, 12, 25), (75911, 8540, 19036), 3857),
+    "muse": ((524, 135, 124), (245202, 82755, 64339), 4273),
+}
+# shared/data/README.md: train chunks, valid chunks, test pieces, test frames
+SRNN2016 = {
+    "jsb": (272, 80, 77, 9396),
+    "nottingham": (1472, 368, 170, 37062),
+    "piano": (704, 96, 25, 17328),
+    "muse": (2480, 784, 124, 67391),
+}
+
+
+# Module scope with params: pytest runs every test of one dataset before loading the next.
+@pytest.fixture(scope="module", params=data.DATASETS)
+def boulanger(request):
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"no data directory at {DATA_DIR}")
+    return data.load_dataset(request.param, "boulanger2012", DATA_DIR)
+
+
+@pytest.fixture(scope="module", params=data.DATASETS)
+def srnn2016(request):
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"no data directory at {DATA_DIR}")
+    return data.load_dataset(request.param, "srnn2016", DATA_DIR)
+
+
+def splits(ds):
+    return ds.train, ds.valid, ds.test
+
+
+# ------------------------------------------------------------------ real data
+
+def test_boulanger2012_counts_match_readme(boulanger):
+    pieces, frames, longest = BOULANGER[boulanger.name]
+    assert tuple(len(s) for s in splits(boulanger)) == pieces
+    assert tuple(s.num_frames for s in splits(boulanger)) == frames
+    assert max(s.lengths.max() for s in splits(boulanger)) == longest
+    for s in splits(boulanger):
+        assert s.streams == 0
+        assert s.x.shape[1] == s.lengths.max()  # padded to the split's longest piece
+        assert s.x.dtype == s.u.dtype == s.mask.dtype == np.float32
+    assert boulanger.x_dim == 88
+
+
+def test_boulanger2012_u_is_x_shifted_with_zero_first_input(boulanger):
+    for s in splits(boulanger):
+        assert not s.u[:, 0].any()
+        # piece by piece: the padded arrays are large, their valid prefixes are not
+        for u, x, T in zip(s.u, s.x, s.lengths):
+            assert np.array_equal(u[1:T], x[:T - 1])
+
+
+def test_srnn2016_counts_match_readme(srnn2016):
+    train_chunks, valid_chunks, test_pieces, test_frames = SRNN2016[srnn2016.name]
+    assert (len(srnn2016.train), len(srnn2016.valid)) == (train_chunks, valid_chunks)
+    assert (len(srnn2016.test), srnn2016.test.num_frames) == (test_pieces, test_frames)
+    for s in (srnn2016.train, srnn2016.valid):
+        assert s.streams == 16 and s.x.shape[1:] == (100, 88)
+        assert (s.mask == 1).all()
+    assert srnn2016.test.streams == 0
+    for s in splits(srnn2016):
+        assert s.x.dtype == s.u.dtype == s.mask.dtype == np.float32
+
+
+def test_srnn2016_u_is_x_shifted_across_chunks_and_pieces(srnn2016):
+    for s in (srnn2016.train, srnn2016.valid):
+        assert np.array_equal(s.u[:, 1:], s.x[:, :-1])  # within a chunk
+        assert np.array_equal(s.u[16:, 0], s.x[:-16, -1])  # u_train[16+j, 0] == x_train[j, -1]
+    test = srnn2016.test
+    for u, x, T in zip(test.u, test.x, test.lengths):
+        assert np.array_equal(u[1:T], x[:T - 1])
+    assert np.isfinite(test.u).all() and not test.u[test.mask == 0].any()  # NaN padding zeroed
+
+
+@needs_data
+def test_srnn2016_stream_batches_are_consecutive_row_blocks_with_carry():
+    train = data.load_dataset("jsb", "srnn2016", DATA_DIR).train
+    batches = list(train.batches(16, rng=np.random.default_rng(0)))  # rng must not reorder
+    assert len(batches) == len(train) // 16
+    for k, b in enumerate(batches):
+        assert np.array_equal(b.x, train.x[16 * k:16 * k + 16])
+        assert np.array_equal(b.u, train.u[16 * k:16 * k + 16])
+        assert b.carry == (k > 0)
+    with pytest.raises(ConfigError, match="16"):
+        train.batches(8)  # fails at the call, not at the first batch
+
+
+# ------------------------------------------------------------- pieces layout
+
+def pieces_split_of(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    return data.pieces_split([(rng.random((T, 88)) < 0.2).astype(np.uint8) for T in lengths])
+
+
+@settings(deadline=None, max_examples=40)
+@given(lengths=st.lists(st.integers(1, 12), min_size=1, max_size=20),
+       batch_size=st.integers(1, 7), seed=st.integers(0, 2**32 - 1))
+def test_piece_batches_visit_every_piece_once_trimmed_and_left_aligned(lengths, batch_size, seed):
+    split = pieces_split_of(lengths)
+    seen = []
+    for b in split.batches(batch_size, rng=np.random.default_rng(seed)):
+        assert not b.carry and 1 <= len(b.x) <= batch_size
+        T_b = b.mask.sum(axis=1).astype(int)
+        assert b.x.shape[1] == T_b.max()  # trimmed to the batch's longest piece
+        assert np.array_equal(b.mask, (np.arange(b.x.shape[1]) < T_b[:, None]).astype(float))
+        # identify each row by its content: the pieces are random, so rows are distinct
+        for row, T in zip(b.x, T_b):
+            matches = [i for i in range(len(split)) if lengths[i] == T
+                       and np.array_equal(split.x[i, :T], row[:T])]
+            seen.append(matches[0])
+    assert sorted(seen) == list(range(len(lengths)))
+
+
+def test_piece_batches_order_is_determined_by_the_rng():
+    split = pieces_split_of(range(1, 31))
+
+    def order(rng):
+        return [int(L) for b in split.batches(4, rng=rng) for L in b.mask.sum(axis=1)]
+
+    assert order(None) == list(range(1, 31))
+    assert order(np.random.default_rng(3)) == order(np.random.default_rng(3))
+    assert order(np.random.default_rng(3)) != order(np.random.default_rng(4))
+    assert sorted(order(np.random.default_rng(3))) == list(range(1, 31))
+
+
+def test_pieces_split_shifts_x_into_u():
+    pieces = [np.eye(88, dtype=np.uint8)[:3], np.eye(88, dtype=np.uint8)[5:6]]
+    s = data.pieces_split(pieces)
+    assert s.x.shape == (2, 3, 88) and list(s.lengths) == [3, 1]
+    assert np.array_equal(s.u[0], np.vstack([np.zeros(88), pieces[0][:2]]))
+    assert not s.u[1].any() and np.array_equal(s.x[1, 0], pieces[1][0])
+    assert not s.x[1, 1:].any() and np.array_equal(s.mask, [[1, 1, 1], [1, 0, 0]])
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "4"])
+def test_bad_batch_size_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match="batch_size"):
+        pieces_split_of([3, 4]).batches(bad)
+
+
+# -------------------------------------------------------- names and directories
+
+def test_unknown_dataset_or_variant_lists_the_choices(tmp_path):
+    with pytest.raises(ConfigError, match="nottingham"):
+        data.load_dataset("bach", data_dir=tmp_path)
+    with pytest.raises(ConfigError, match="srnn2016"):
+        data.load_dataset("jsb", "srnn2015", data_dir=tmp_path)
+
+
+def test_synthetic_delegates_to_ref_synthetic(monkeypatch):
+    sentinel = object()
+    fake = types.SimpleNamespace(load_synthetic=lambda: sentinel)
+    monkeypatch.setitem(sys.modules, "ref.synthetic", fake)
+    assert data.load_dataset("synthetic") is sentinel
+
+
+def test_data_dir_is_argument_then_environment_then_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("SRNN_DATA_DIR", str(tmp_path / "env"))
+    assert data.resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert data.resolve_data_dir() == tmp_path / "env"
+    monkeypatch.delenv("SRNN_DATA_DIR")
+    assert "srnn" in str(data.resolve_data_dir())
+
+
+# ------------------------------------------------- download path, no internet
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """(directory, base URL) of a loopback HTTP server serving that directory."""
+    served = tmp_path / "served"
+    served.mkdir()
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(served)))
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    yield served, f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+@needs_data
+def test_missing_file_is_downloaded_and_verified(server, tmp_path, monkeypatch, capsys):
+    served, url = server
+    shutil.copy(DATA_DIR / JSB_MAT, served / "JSB_Chorales.mat")
+    monkeypatch.setitem(data.URLS, JSB_MAT, url + "JSB_Chorales.mat")
+    cache = tmp_path / "cache"
+    ds = data.load_dataset("jsb", data_dir=cache)
+    assert (cache / JSB_MAT).read_bytes() == (DATA_DIR / JSB_MAT).read_bytes()
+    assert len(ds.train) == 229
+    err = capsys.readouterr().err
+    assert "downloading" in err and str(cache / JSB_MAT) in err
+
+
+def test_corrupted_download_is_a_checksum_error_naming_the_file(server, tmp_path, monkeypatch):
+    served, url = server
+    (served / "JSB_Chorales.mat").write_bytes(b"not the published file")
+    monkeypatch.setitem(data.URLS, JSB_MAT, url + "JSB_Chorales.mat")
+    with pytest.raises(DataError, match="JSB_Chorales.mat.*checksum"):
+        data.load_dataset("jsb", data_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / JSB_MAT).exists()
+
+
+def test_unreachable_source_says_how_to_use_a_local_copy(monkeypatch, tmp_path):
+    monkeypatch.setitem(data.URLS, JSB_MAT, "http://127.0.0.1:1/JSB_Chorales.mat")
+    with pytest.raises(DataError) as err:
+        data.load_dataset("jsb", data_dir=tmp_path)
+    assert "JSB_Chorales.mat" in str(err.value)
+    assert "SRNN_DATA_DIR" in str(err.value) and "--data-dir" in str(err.value)
+
+
+# ------------------------------------------------------------------ bad files
+
+def test_present_file_with_wrong_checksum_is_an_error_naming_it(tmp_path):
+    path = tmp_path / JSB_MAT
+    path.parent.mkdir()
+    path.write_bytes(b"damaged")
+    with pytest.raises(DataError, match="JSB_Chorales.mat.*checksum"):
+        data.load_dataset("jsb", data_dir=tmp_path)
+
+
+def write_mat(path, pieces):
+    cell = np.empty((1, len(pieces)), dtype=object)
+    cell[0, :] = pieces
+    scipy.io.savemat(path, {"traindata": cell, "validdata": cell, "testdata": cell})
+    return path
+
+
+@pytest.mark.parametrize("piece", [
+    np.zeros((4, 87), np.uint8),  # wrong width
+    np.zeros((4, 88, 1), np.uint8),  # wrong rank
+    np.full((4, 88), 2, np.uint8),  # not binary
+])
+def test_mat_with_a_bad_piece_is_an_error_naming_the_file(tmp_path, piece):
+    path = write_mat(tmp_path / "Bad.mat", [np.zeros((3, 88), np.uint8), piece])
+    with pytest.raises(DataError, match="Bad.mat"):
+        data.read_boulanger2012(path)
+
+
+def small_srnn2016_arrays():
+    rng = np.random.default_rng(0)
+    roll = lambda *shape: (rng.random(shape) < 0.3).astype(np.float32)  # noqa: E731
+    x_test = roll(2, 5, 88)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.float32)
+    x_test[mask == 0] = 0
+    u_test = np.concatenate([roll(2, 1, 88), x_test[:, :-1]], axis=1)
+    u_test[mask == 0] = np.nan  # as in the released files
+    x_train, x_valid = roll(16, 100, 88), roll(16, 100, 88)
+    return dict(x_train=x_train, u_train=x_train.copy(), x_valid=x_valid, u_valid=x_valid.copy(),
+                x_test=x_test, u_test=u_test, mask_test=mask)
+
+
+def test_srnn2016_nan_padding_of_u_test_becomes_zero(tmp_path):
+    np.savez(tmp_path / "ok.npz", **small_srnn2016_arrays())
+    train, valid, test = data.read_srnn2016(tmp_path / "ok.npz")
+    assert train.streams == 16 and list(test.lengths) == [3, 5]
+    assert np.isfinite(test.u).all() and not test.u[0, 3:].any()
+
+
+@pytest.mark.parametrize("corrupt", [
+    lambda a: a["u_test"].__setitem__((0, 1, 5), np.nan),  # NaN at a valid position
+    lambda a: a["x_train"].__setitem__((3, 4, 5), 0.5),  # not binary
+    lambda a: a["mask_test"].__setitem__((1, 2), 0),  # mask not a prefix
+    lambda a: a.update(x_valid=a["x_valid"][:15], u_valid=a["u_valid"][:15]),  # not 16 streams
+])
+def test_bad_srnn2016_file_is_an_error_naming_it(tmp_path, corrupt):
+    arrays = small_srnn2016_arrays()
+    corrupt(arrays)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError, match="bad.npz"):
+        data.read_srnn2016(tmp_path / "bad.npz")
