@@ -80,6 +80,9 @@ def preset(name: str, **overrides) -> Config:
     return Config(**{**PRESETS[name], **overrides})
 
 
+DTYPES = ("float64", "float32")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How a model is trained and evaluated; defaults are the paper's code's settings.
@@ -122,8 +125,8 @@ class TrainConfig:
             raise ConfigError(f"kl_start must be in [0, 1], got {self.kl_start!r}")
         if not _is_real(self.lr_decay) or not self.lr_decay >= 1:
             raise ConfigError(f"lr_decay must be a number >= 1, got {self.lr_decay!r}")
-        if self.dtype not in ("float64", "float32"):
-            raise ConfigError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {DTYPES}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,204 @@
+"""The `srnn` command: train, evaluate and sample SRNNs.
+
+    srnn train --preset small --epochs 5          # the synthetic data, no files needed
+    srnn train --dataset jsb --variant srnn2016   # the paper's setting
+    srnn evaluate --run-dir runs/jsb-srnn2016-paper --iw-samples 100
+    srnn sample --run-dir runs/jsb-srnn2016-paper --num 4 --length 200 --out samples
+
+Any error the user can act on ends as one line `srnn: error: ...` with exit status 2;
+Ctrl-C ends with one line and status 130.
+"""
+import argparse
+import dataclasses
+import importlib
+import sys
+from pathlib import Path
+
+from . import checkpoint
+from .config import DTYPES, INFERENCE, PRESETS, Config, TrainConfig, preset
+from .data import DATASETS, VARIANTS, load_dataset
+from .errors import ConfigError, DataError, SRNNError
+from .music import piano_roll_png, write_midi
+from .train import format_metrics, read_run_config
+
+# Implementations the CLI can run: name -> module providing train, evaluate and generate
+# (as ref/train.py does). torch_impl plugs in here in issue 4.
+IMPLEMENTATIONS = {"ref": "ref.train"}
+
+MODEL_HELP = {
+    "d_dim": "units of the deterministic GRU state d_t",
+    "z_dim": "dimensions of the stochastic state z_t",
+    "a_dim": "units of the inference state a_t",
+    "h_dim": "hidden units of every MLP",
+    "embed_layers": "dense layers of the feature extractor of u_t and x_t",
+    "mlp_layers": "hidden layers of each prior, posterior and emission MLP",
+    "inference": "smoothing (backward GRU for a_t) or filtering (MLP)",
+}
+MODEL_FLAGS = tuple(MODEL_HELP)
+TRAIN_HELP = {
+    "dataset": "'synthetic' (sampled from a known teacher SRNN, no files) or a music benchmark",
+    "variant": "data preprocessing: boulanger2012 (standard splits, whole pieces) or srnn2016 "
+               "(the SRNN paper's, truncated-BPTT streams); ignored by synthetic",
+    "epochs": "number of epochs to train (with --resume: the new total)",
+    "batch_size": "sequences per batch (srnn2016 needs 16)",
+    "lr": "Adam's learning rate",
+    "adam_eps": "Adam's epsilon",
+    "max_grad_norm": "rescale gradients to this global norm at most",
+    "clip_value": "then clip every gradient element to ±this",
+    "kl_start": "KL weight at the first batch",
+    "kl_anneal_epochs": "epochs over which the KL weight rises linearly to 1",
+    "lr_decay_start": "the learning rate decays from epoch lr-decay-start + 1 on (epochs counted from 0)",
+    "lr_decay": "divide the learning rate by this every epoch once it decays",
+    "valid_every": "validate every this many epochs (and after the last)",
+    "iw_samples": "K, paths of the importance-weighted bound on the test split",
+    "seed": "seed of parameter initialisation, batch order and noise",
+    "dtype": "float64 or float32",
+}
+
+
+class _UsageError(Exception):
+    """A bad command line; argparse would print usage and exit, we print one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise _UsageError(message)
+
+
+def main(argv=None):
+    """Run the `srnn` command line; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        args.command(args)
+        return 0
+    except (SRNNError, _UsageError, OSError) as e:
+        message = " ".join(str(e).split())  # one line, whatever the message holds
+        print(f"srnn: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"srnn: {str(e) or 'interrupted'}", file=sys.stderr)
+        return 130
+
+
+def build_parser():
+    parser = _Parser(prog="srnn", description="Stochastic recurrent neural networks (Fraccaro et al., NIPS 2016) "
+                                               "for polyphonic music.")
+    common = _Parser(add_help=False)
+    common.add_argument("--impl", choices=tuple(IMPLEMENTATIONS), default="ref", help="implementation to run (default: ref)")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="{train,evaluate,sample}")
+
+    train = commands.add_parser("train", parents=[common], help="train a model (the synthetic data by default)",
+                                description="Train an SRNN; the run directory receives checkpoints, metrics, "
+                                            "a learning curve and, at the end, the test metrics.")
+    train.set_defaults(command=_train)
+    train.add_argument("--preset", choices=tuple(PRESETS), default="paper",
+                       help="model sizes: paper (the paper's) or small (minutes on a laptop) (default: paper)")
+    train.add_argument("--run-dir", type=Path,
+                       help="default: runs/<dataset>-<variant>-<preset> (runs/synthetic-<preset> for synthetic)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --run-dir from its last completed epoch, with its saved settings")
+    sizes = train.add_argument_group("model sizes (override the preset)")
+    model_fields = {f.name: f for f in dataclasses.fields(Config)}
+    for name in MODEL_FLAGS:
+        default = model_fields[name].default
+        choices = INFERENCE if name == "inference" else None
+        sizes.add_argument(_flag(name), type=type(default), choices=choices, metavar=None if choices else "N",
+                           help=f"{MODEL_HELP[name]} (paper: {default})")
+    settings = train.add_argument_group("training settings (defaults: the paper's code)")
+    choices = {"dataset": ("synthetic", *DATASETS), "variant": VARIANTS, "dtype": DTYPES}
+    for field in dataclasses.fields(TrainConfig):
+        settings.add_argument(_flag(field.name), type=type(field.default), choices=choices.get(field.name),
+                              help=f"{TRAIN_HELP[field.name]} (default: {field.default})")
+
+    for name, helptext, run in (("evaluate", "ELBO and importance-weighted bound of a trained model", _evaluate),
+                                ("sample", "sample piano rolls (PNG) and MIDI files from a trained model", _sample)):
+        sub = commands.add_parser(name, parents=[common], help=helptext, description=helptext)
+        sub.set_defaults(command=run)
+        source = sub.add_mutually_exclusive_group(required=True)
+        source.add_argument("--run-dir", type=Path, help="a training run directory (uses its best.npz)")
+        source.add_argument("--checkpoint", type=Path, help="a checkpoint file (.npz)")
+        sub.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
+    evaluate, sample = commands.choices["evaluate"], commands.choices["sample"]
+    for sub in (train, evaluate):
+        sub.add_argument("--data-dir", help="directory holding the data files (default: $SRNN_DATA_DIR, "
+                                            "else a per-user cache filled by downloading them)")
+    evaluate.add_argument("--split", choices=("test", "valid"), default="test", help="(default: test)")
+    evaluate.add_argument("--iw-samples", type=int, help="K paths of the importance-weighted bound "
+                                                         "(default: the run's iw_samples)")
+    sample.add_argument("--num", type=int, default=4, help="number of samples (default: 4)")
+    sample.add_argument("--length", type=int, default=200, help="time steps per sample (default: 200)")
+    sample.add_argument("--out", type=Path, default=Path("samples"), help="output directory (default: samples)")
+    sample.add_argument("--seconds-per-step", type=float, default=0.25,
+                        help="duration of one time step in the MIDI files (default: 0.25)")
+    return parser
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _train(args):
+    model_flags = {name: getattr(args, name) for name in MODEL_FLAGS if getattr(args, name) is not None}
+    train_flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                   if getattr(args, f.name) is not None}
+    tc = TrainConfig(**train_flags)
+    run_dir = args.run_dir or _default_run_dir(tc, args.preset)
+    impl = _implementation(args.impl)
+    if args.resume:
+        # the run's saved settings, with the flags given here; train() refuses any change but epochs
+        config, saved_tc = read_run_config(run_dir)
+        config = dataclasses.replace(config, **model_flags)
+        tc = dataclasses.replace(saved_tc, **train_flags)
+    else:
+        config = preset(args.preset, **model_flags)
+    impl.train(run_dir, config, tc, data_dir=args.data_dir, resume=args.resume)
+
+
+def _default_run_dir(tc, preset_name):
+    data = tc.dataset if tc.dataset == "synthetic" else f"{tc.dataset}-{tc.variant}"
+    return Path("runs") / f"{data}-{preset_name}"
+
+
+def _evaluate(args):
+    impl = _implementation(args.impl)
+    params, config, tc = _load(args)
+    if args.iw_samples is not None and args.iw_samples < 1:
+        raise ConfigError(f"--iw-samples must be at least 1, got {args.iw_samples}")
+    K = args.iw_samples or tc.iw_samples
+    dataset = load_dataset(tc.dataset, tc.variant, args.data_dir)
+    metrics = impl.evaluate(params, config, getattr(dataset, args.split), K, args.seed, teacher=dataset.teacher)
+    print(f"{tc.dataset} ({dataset.variant}), {args.split} split:")
+    print(format_metrics(metrics))
+
+
+def _sample(args):
+    impl = _implementation(args.impl)
+    params, config, _ = _load(args)
+    if args.num < 1 or args.length < 1:
+        raise ConfigError(f"--num and --length must be at least 1, got {args.num} and {args.length}")
+    if config.emission != "bernoulli":
+        raise ConfigError("sample writes piano rolls, which need a model with bernoulli emission")
+    rolls = impl.generate(params, config, args.num, args.length, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for i, roll in enumerate(rolls):
+        stem = args.out / f"sample_{i:03d}"
+        piano_roll_png(roll, stem.with_suffix(".png"), title=f"sample {i}")
+        write_midi(roll, stem.with_suffix(".mid"), args.seconds_per_step)
+    print(f"wrote {len(rolls)} samples (sample_*.png, sample_*.mid) to {args.out}")
+
+
+def _load(args):
+    """(params, Config, TrainConfig) of --checkpoint, or of --run-dir's best.npz."""
+    path = args.checkpoint or args.run_dir / "best.npz"
+    ckpt = checkpoint.load(path)
+    if ckpt.train_config is None:
+        raise DataError(f"{path} does not say which dataset it was trained on (no training settings)")
+    return ckpt.params, ckpt.config, ckpt.train_config
+
+
+def _implementation(name):
+    return importlib.import_module(IMPLEMENTATIONS[name])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

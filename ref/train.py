@@ -1,0 +1,330 @@
+"""Training, evaluation and generation loops: with the CLI, the only code that owns generators.
+
+Training follows the paper's code: Adam (lr 1e-3, eps 1e-4), total-norm gradient
+rescaling to 1 then element-wise clipping to ±10, the KL weight annealed linearly from
+0.2 to 1 over 20 epochs (updated every batch), and the learning rate kept for 21 epochs,
+then divided by 1.2 every epoch (ref/optim.py). Departures, each for a stated reason:
+- the loss is −ΣL_i / Σ T_i over the batch (the paper's code averages L_i / T_i over
+  the batch); for srnn2016's equal-length chunks the two are the same;
+- the best checkpoint is chosen by the validation ELBO (sequence-averaged);
+- every epoch's randomness (batch order, noise) comes from a generator seeded by
+  (seed, epoch), so a resumed run reproduces an uninterrupted one exactly.
+
+A run directory holds: config.json, metrics.jsonl (one line per epoch), best.npz,
+last.npz (with the optimizer state, for `resume`), learning_curve.png and, at the end,
+test_metrics.json. Checkpoints and JSON files are replaced atomically, so after Ctrl-C
+or a crash the last completed epoch is intact.
+"""
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import autograd.numpy as anp
+import matplotlib
+
+matplotlib.use("Agg")  # files only: training runs on headless machines
+import matplotlib.pyplot as plt
+import numpy as np
+from autograd.differential_operators import grad_and_aux
+from autograd.tracer import getval
+from scipy.special import logsumexp
+from tqdm import tqdm
+
+from . import checkpoint
+from .config import Config, TrainConfig
+from .data import load_dataset
+from .bounds import elbo_and_states, log_importance_weights
+from .errors import ConfigError, DataError
+from .model import init_params
+from .optim import adam_init, adam_update, clip_gradients, kl_weight, learning_rate
+from .sample import draw_sample_noise, sample
+
+EVAL_BATCH_SIZE = 16
+EVAL_MEMORY = 512 * 2**20  # bytes of per-step model states one evaluation chunk may hold
+
+
+def train(run_dir, config, train_config, data_dir=None, resume=False):
+    """Train an SRNN in `run_dir`, then evaluate its best checkpoint on the test split.
+
+    config: the model's Config; train_config: a TrainConfig; data_dir: where the data
+    files are (see ref.data.resolve_data_dir). resume: continue the run in `run_dir`
+    from last.npz; `config` must be the run's and only `train_config.epochs` may change.
+    Returns the test metrics (as written to test_metrics.json).
+    """
+    run_dir, tc = Path(run_dir), train_config
+    dataset = load_dataset(tc.dataset, tc.variant, data_dir)
+    _check_fits(config, tc, dataset)
+    params, adam, start, best_valid, history = _start(run_dir, config, tc, resume)
+    print(f"srnn: training {tc.dataset} ({dataset.variant}) in {run_dir}, epochs {start + 1}..{tc.epochs}")
+    last_path = run_dir / "last.npz"
+    try:
+        for epoch in range(start, tc.epochs):
+            seconds = time.perf_counter()
+            params, adam, stats = _train_epoch(params, adam, config, tc, dataset.train, epoch)
+            record = {"epoch": epoch + 1, **stats, "valid": None}
+            if (epoch + 1) % tc.valid_every == 0 or epoch + 1 == tc.epochs:
+                record["valid"] = evaluate(params, config, dataset.valid, iw_samples=0, seed=tc.seed)["elbo"]
+                if record["valid"]["sequence_averaged"] > best_valid:
+                    best_valid = record["valid"]["sequence_averaged"]
+                    checkpoint.save(run_dir / "best.npz", params, config, tc, {"epoch": epoch + 1})
+            record["seconds"] = time.perf_counter() - seconds
+            history.append(record)
+            _write_history(run_dir, history)
+            # last.npz goes last: when it holds epoch e, everything else of epoch e is written
+            checkpoint.save(last_path, params, config, tc,
+                            {"epoch": epoch + 1, "best_valid": best_valid, "adam": adam})
+            print(_epoch_line(record, tc.epochs))
+    except KeyboardInterrupt:
+        done = checkpoint.load(last_path).state["epoch"] if last_path.exists() else 0
+        saved = f"epoch {done} is saved in {last_path}" if done else "no epoch had finished"
+        raise KeyboardInterrupt(
+            f"interrupted; {saved}; continue with: srnn train --run-dir {run_dir} --resume") from None
+    best = checkpoint.load(run_dir / "best.npz")
+    metrics = evaluate(best.params, config, dataset.test, tc.iw_samples, tc.seed, teacher=dataset.teacher)
+    metrics["epoch"] = best.state["epoch"]
+    _write_json(run_dir / "test_metrics.json", metrics)
+    print(f"test split, best checkpoint (epoch {metrics['epoch']}):")
+    print(format_metrics(metrics))
+    return metrics
+
+
+def _check_fits(config, tc, dataset):
+    """Catch a model/data mismatch before any file is written."""
+    if config.x_dim != dataset.x_dim:
+        raise ConfigError(f"the model's x_dim is {config.x_dim} but {tc.dataset} has {dataset.x_dim} dimensions")
+    streams = dataset.train.streams
+    if streams and tc.batch_size != streams:
+        raise ConfigError(f"{tc.dataset} ({tc.variant}) is laid out as {streams} streams for truncated "
+                          f"backpropagation through time; use batch size {streams}, not {tc.batch_size}")
+
+
+def _start(run_dir, config, tc, resume):
+    """A fresh run (config.json written) or the state of the one in run_dir.
+
+    Returns (params, adam_state, first_epoch, best_valid, history).
+    """
+    last_path = run_dir / "last.npz"
+    if resume:
+        if not last_path.exists():
+            raise DataError(f"nothing to resume: {last_path} does not exist")
+        last = checkpoint.load(last_path)
+        _check_same_run(last.config, last.train_config, config, tc)
+        _write_json(run_dir / "config.json", {"model": config.to_dict(), "train": tc.to_dict()})
+        done = last.state["epoch"]
+        history = [r for r in read_history(run_dir) if r["epoch"] <= done]
+        return last.params, last.state["adam"], done, last.state["best_valid"], history
+    if last_path.exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume or choose another run directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / "config.json", {"model": config.to_dict(), "train": tc.to_dict()})
+    params = {name: value.astype(tc.dtype) for name, value in init_params(config, tc.seed).items()}
+    return params, adam_init(params), 0, -math.inf, []
+
+
+def _check_same_run(run_config, run_tc, config, tc):
+    if run_config != config:
+        diff = [f"{k} ({v} in the run, {getattr(config, k)} now)"
+                for k, v in run_config.to_dict().items() if getattr(config, k) != v]
+        raise ConfigError(f"cannot resume with a different model: {', '.join(diff)}")
+    diff = [f"{k} ({v} in the run, {getattr(tc, k)} now)"
+            for k, v in run_tc.to_dict().items() if k != "epochs" and getattr(tc, k) != v]
+    if diff:
+        raise ConfigError(f"cannot resume with different training settings (only epochs may change): {', '.join(diff)}")
+
+
+def _loss(params, u, x, mask, eps, beta, d_0, z_0, config):
+    """−ΣL_i / ΣT_i of a batch, and (L, d_last, z_last) as the auxiliary output."""
+    L, d_last, z_last = elbo_and_states(params, u, x, mask, eps, config, beta, d_0, z_0)
+    return -anp.sum(L) / np.sum(mask), (L, d_last, z_last)
+
+
+# one forward and one backward pass give the gradient and the carried states
+_loss_grad_and_aux = grad_and_aux(_loss)
+
+
+def _train_epoch(params, adam, config, tc, split, epoch):
+    """One pass over the training split. Returns (params, adam, stats).
+
+    stats: "train_elbo", ΣL/ΣT of the training objective (with each batch's KL weight, so
+    the ELBO once annealing is over), the last batch's "kl_weight", and the epoch's "lr".
+    """
+    rng = np.random.default_rng([tc.seed, epoch])  # (seed, epoch): resuming replays the same draws
+    lr = learning_rate(epoch, tc.lr, tc.lr_decay_start, tc.lr_decay)
+    num_batches = -(-len(split) // tc.batch_size)
+    total_L = total_T = beta = 0.0
+    d_0 = z_0 = None
+    with tqdm(split.batches(tc.batch_size, rng), total=num_batches, desc=f"epoch {epoch + 1}/{tc.epochs}",
+              leave=False, disable=None, file=sys.stderr) as bar:
+        for b, batch in enumerate(bar):
+            if not batch.carry:
+                d_0 = z_0 = None  # a new piece or a new epoch starts from zero states
+            beta = kl_weight(epoch, b, num_batches, tc.kl_start, tc.kl_anneal_epochs)
+            eps = rng.standard_normal((*batch.mask.shape, config.z_dim))
+            grads, aux = _loss_grad_and_aux(params, batch.u, batch.x, batch.mask, eps, beta, d_0, z_0, config)
+            # the states become the next batch's constants (truncated BPTT)
+            L, d_0, z_0 = (getval(v) for v in aux)
+            grads, _ = clip_gradients(grads, tc.max_grad_norm, tc.clip_value)
+            params, adam = adam_update(params, grads, adam, lr, tc.adam_eps)
+            total_L, total_T = total_L + float(np.sum(L)), total_T + float(np.sum(batch.mask))
+            bar.set_postfix(elbo=f"{total_L / total_T:.4f}")
+    if not math.isfinite(total_L):
+        raise ConfigError(f"the training ELBO became {total_L} in epoch {epoch + 1}; try a smaller learning rate")
+    return params, adam, {"train_elbo": total_L / total_T, "kl_weight": beta, "lr": lr}
+
+
+def evaluate(params, config, split, iw_samples, seed, teacher=None):
+    """SPEC.md's two metrics of the ELBO and of the K-path importance-weighted bound on a split.
+
+    params, config: the model; split: a ref.data.Split; iw_samples: K (0 = ELBO only);
+    seed: the noise generator's seed, so repeated evaluations are comparable;
+    teacher: Dataset.teacher of the synthetic data; when set (and K > 0), the teacher's
+    own K-path log-likelihood estimate on the same split is added as "teacher_iw".
+    A split in stream layout is evaluated chunk by chunk with states carried across
+    batches (each chunk counts as a sequence). Memory stays bounded: batches of at most
+    EVAL_BATCH_SIZE sequences, IW paths in groups sized by EVAL_MEMORY.
+
+    Returns {"num_sequences", "num_frames", "elbo": {...}, "iw": {..., "K"} (if K > 0),
+    "teacher_iw": {..., "K"} (if teacher)}, each {...} holding "sequence_averaged"
+    (mean_i L_i/T_i), "frame_weighted" (ΣL_i/ΣT_i), both in nats per step, and their
+    standard errors over sequences "sequence_averaged_se", "frame_weighted_se".
+    """
+    rng = np.random.default_rng(seed)
+    batch_size = split.streams or _eval_batch_size(config, split.x.shape[1])
+    elbos, bounds = [], []
+    d_0 = z_0 = None
+    for batch in split.batches(batch_size):
+        if not batch.carry:
+            d_0 = z_0 = None
+        eps = rng.standard_normal((*batch.mask.shape, config.z_dim))
+        L, d_last, z_last = elbo_and_states(params, batch.u, batch.x, batch.mask, eps, config, 1.0, d_0, z_0)
+        elbos.append(L)
+        if iw_samples:
+            bounds.append(_iw_bound(params, config, batch, iw_samples, rng, d_0, z_0))
+        d_0, z_0 = d_last, z_last
+    lengths = split.lengths
+    metrics = {"num_sequences": len(split), "num_frames": split.num_frames,
+               "elbo": summarize(np.concatenate(elbos), lengths)}
+    if iw_samples:
+        metrics["iw"] = {"K": iw_samples, **summarize(np.concatenate(bounds), lengths)}
+    if teacher is not None and iw_samples:
+        from .synthetic import teacher_log_likelihood  # only the synthetic data has a teacher
+
+        metrics["teacher_iw"] = {"K": iw_samples, **summarize(teacher_log_likelihood(split, iw_samples, seed), lengths)}
+    return metrics
+
+
+def _eval_batch_size(config, T):
+    """Sequences per evaluation batch such that one path's per-step states fit EVAL_MEMORY."""
+    return int(max(1, min(EVAL_BATCH_SIZE, EVAL_MEMORY // (T * _bytes_per_step(config)))))
+
+
+def _bytes_per_step(config):
+    """Rough float64 bytes of the states one sequence keeps per step and path (d, a, z's Gaussians, MLPs, x)."""
+    return 8 * (config.d_dim + config.a_dim + 5 * config.z_dim + 2 * config.h_dim + 3 * config.x_dim)
+
+
+def _iw_bound(params, config, batch, K, rng, d_0, z_0):
+    """log (1/K) Σ_k w_k of each sequence, the K paths drawn and run in memory-bounded groups."""
+    B, T = batch.mask.shape
+    group = int(max(1, min(K, EVAL_MEMORY // (B * T * _bytes_per_step(config)))))
+    log_w = []
+    for start in range(0, K, group):
+        eps = rng.standard_normal((min(group, K - start), B, T, config.z_dim))
+        log_w.append(log_importance_weights(params, batch.u, batch.x, batch.mask, eps, config, d_0, z_0))
+    return logsumexp(np.concatenate(log_w), axis=0) - np.log(K)
+
+
+def summarize(L, lengths):
+    """Both per-step metrics of SPEC.md for per-sequence values L (N,) over lengths T (N,).
+
+    Standard errors over sequences: of a mean for mean_i L_i/T_i, and the ratio
+    estimator's (delta method) for ΣL_i/ΣT_i; None for a single sequence.
+    """
+    L, T = np.asarray(L, float), np.asarray(lengths, float)
+    N = len(L)
+    per_step = L / T
+    frame_weighted = L.sum() / T.sum()
+    se = lambda v: float(np.sqrt(np.sum(v**2) / (N * (N - 1)))) if N > 1 else None
+    return {
+        "sequence_averaged": float(per_step.mean()),
+        "sequence_averaged_se": se(per_step - per_step.mean()),
+        "frame_weighted": float(frame_weighted),
+        "frame_weighted_se": se(L - frame_weighted * T) / float(T.mean()) if N > 1 else None,
+    }
+
+
+def format_metrics(metrics):
+    """Printable lines: each bound, both metrics with their standard errors, nats per step."""
+    def fmt(value, se):
+        return f"{value:9.4f}" + (f" ± {se:.4f}" if se is not None else "")
+
+    lines = [f"{metrics['num_sequences']} sequences, {metrics['num_frames']} frames; nats per step "
+             f"(sequence-averaged = mean_i L_i/T_i, frame-weighted = ΣL_i/ΣT_i)"]
+    names = {"elbo": "ELBO", "iw": "IW bound", "teacher_iw": "teacher log-lik. (IW)"}
+    for key, name in names.items():
+        if key in metrics:
+            m = metrics[key]
+            label = f"{name}" + (f", K={m['K']}" if "K" in m else "")
+            lines.append(f"  {label:<30} sequence-averaged {fmt(m['sequence_averaged'], m['sequence_averaged_se'])}"
+                         f"   frame-weighted {fmt(m['frame_weighted'], m['frame_weighted_se'])}")
+    return "\n".join(lines)
+
+
+def generate(params, config, num, length, seed):
+    """`num` piano rolls of `length` steps sampled from the model; (num, length, x_dim)."""
+    rng = np.random.default_rng(seed)
+    return sample(params, config, *draw_sample_noise(rng, config, num, length))
+
+
+def read_history(run_dir):
+    """The records of metrics.jsonl in `run_dir` ([] when there is none)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_run_config(run_dir):
+    """(Config, TrainConfig) from a run directory's config.json."""
+    path = Path(run_dir) / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+        return Config.from_dict(saved["model"]), TrainConfig.from_dict(saved["train"])
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist; is {run_dir} a run directory?") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as e:
+        raise DataError(f"{path} is not a valid run configuration ({e})") from None
+
+
+def _write_json(path, obj):
+    checkpoint.atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
+def _write_history(run_dir, history):
+    lines = "".join(json.dumps(record) + "\n" for record in history)
+    checkpoint.atomic_write(run_dir / "metrics.jsonl", lambda f: f.write(lines.encode()))
+    _plot_learning_curve(history, run_dir / "learning_curve.png")
+
+
+def _plot_learning_curve(history, path):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r["epoch"] for r in history], [r["train_elbo"] for r in history], label="train (frame-weighted, with KL weight)")
+    valid = [r for r in history if r["valid"] is not None]
+    ax.plot([r["epoch"] for r in valid], [r["valid"]["sequence_averaged"] for r in valid], "o-",
+            label="valid ELBO (sequence-averaged)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per step")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def _epoch_line(record, epochs):
+    valid = record["valid"]
+    valid_text = (f"valid {valid['sequence_averaged']:.4f} (seq-avg) {valid['frame_weighted']:.4f} (frame)"
+                  if valid else "valid -")
+    return (f"epoch {record['epoch']}/{epochs}  train {record['train_elbo']:.4f}/frame  {valid_text}  "
+            f"kl_weight {record['kl_weight']:.3f}  lr {record['lr']:.2e}  {record['seconds']:.1f}s")

@@ -1,0 +1,254 @@
+"""ref.optim against hand-computed values, and ref.train's loop: exact resume, carried
+states in the stream layout, determinism, the run directory, evaluation's metrics."""
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ref
+from ref import checkpoint, optim, train
+from ref.config import TrainConfig
+from ref.data import Dataset, Split
+from ref.errors import ConfigError, DataError
+
+DATA_DIR = Path(os.environ.get("SRNN_DATA_DIR") or Path(__file__).parents[1] / ".." / "shared" / "data")
+TINY = ref.Config(x_dim=88, d_dim=4, z_dim=2, a_dim=4, h_dim=8, embed_layers=1, mlp_layers=1)
+# synthetic data in 2 batches per epoch keeps an epoch to a few seconds
+FAST = dict(batch_size=128, iw_samples=2, kl_anneal_epochs=2, lr_decay_start=1, lr=3e-3)
+
+
+# ----------------------------------------------------------------------------- optim
+
+def test_adam_first_and_second_step_match_hand_computation():
+    params, grads = {"w": np.array([1.0, -2.0])}, {"w": np.array([0.5, -4.0])}
+    state = optim.adam_init(params)
+    lr, eps, b1, b2 = 0.1, 1e-4, 0.9, 0.999
+    p1, s1 = optim.adam_update(params, grads, state, lr, eps)
+    # t = 1: m = 0.1 g, v = 0.001 g², step size lr·sqrt(1 − 0.999)/(1 − 0.9)
+    m, v = 0.1 * grads["w"], 0.001 * grads["w"] ** 2
+    expected = params["w"] - lr * np.sqrt(1 - b2) / (1 - b1) * m / (np.sqrt(v) + eps)
+    np.testing.assert_allclose(p1["w"], expected, rtol=1e-15)
+    assert s1["step"] == 1
+    p2, s2 = optim.adam_update(p1, grads, s1, lr, eps)
+    m2, v2 = b1 * m + (1 - b1) * grads["w"], b2 * v + (1 - b2) * grads["w"] ** 2
+    expected2 = expected - lr * np.sqrt(1 - b2**2) / (1 - b1**2) * m2 / (np.sqrt(v2) + eps)
+    np.testing.assert_allclose(p2["w"], expected2, rtol=1e-15)
+    assert s2["step"] == 2 and state["step"] == 0, "adam_update must not mutate its input"
+    np.testing.assert_array_equal(params["w"], [1.0, -2.0])
+
+
+def test_clipping_rescales_to_max_norm_and_keeps_direction():
+    rng = np.random.default_rng(0)
+    grads = {"a": 3 * rng.standard_normal((4, 5)), "b": 3 * rng.standard_normal(7)}
+    clipped, norm = optim.clip_gradients(grads, max_norm=1.0, clip_value=10.0)
+    assert norm == pytest.approx(np.sqrt(sum(np.sum(g**2) for g in grads.values())))
+    assert norm > 1.0
+    assert optim.global_norm(clipped) == pytest.approx(1.0)
+    for k in grads:  # same direction: a positive multiple of the original
+        np.testing.assert_allclose(clipped[k], grads[k] / norm, rtol=1e-12)
+
+
+def test_clipping_leaves_small_gradients_alone_and_bounds_elements():
+    grads = {"a": np.array([0.3, -0.4])}
+    clipped, _ = optim.clip_gradients(grads, max_norm=1.0, clip_value=10.0)
+    np.testing.assert_array_equal(clipped["a"], grads["a"])
+    big = {"a": np.array([100.0, -3.0, 0.5])}
+    clipped, _ = optim.clip_gradients(big, max_norm=1e6, clip_value=2.0)
+    np.testing.assert_array_equal(clipped["a"], [2.0, -2.0, 0.5])
+    zero, norm = optim.clip_gradients({"a": np.zeros(3)}, 1.0, 10.0)
+    assert norm == 0.0 and np.all(zero["a"] == 0.0)
+
+
+def test_kl_weight_rises_linearly_from_start_to_one():
+    nb = 7
+    weights = [optim.kl_weight(e, b, nb, kl_start=0.2, anneal_epochs=3) for e in range(5) for b in range(nb)]
+    assert weights[0] == pytest.approx(0.2)
+    assert weights[3 * nb] == pytest.approx(1.0) and weights[3 * nb - 1] < 1.0
+    assert all(w == 1.0 for w in weights[3 * nb:])
+    assert all(b > a for a, b in zip(weights[: 3 * nb], weights[1 : 3 * nb + 1])), "strictly increasing while annealing"
+    np.testing.assert_allclose(np.diff(weights[: 3 * nb + 1]), 0.8 / (3 * nb))
+    assert optim.kl_weight(0, 0, nb, kl_start=0.2, anneal_epochs=0) == 1.0
+
+
+def test_learning_rate_is_constant_then_decays_by_factor_each_epoch():
+    rates = [optim.learning_rate(e, lr=1e-3, decay_start=20, decay=1.2) for e in range(24)]
+    assert rates[:21] == [1e-3] * 21
+    np.testing.assert_allclose(rates[21:], [1e-3 / 1.2, 1e-3 / 1.2**2, 1e-3 / 1.2**3])
+
+
+@pytest.mark.parametrize("field, value", [
+    ("epochs", 0), ("batch_size", 1.5), ("lr", -1.0), ("kl_start", 1.5), ("lr_decay", 0.5),
+    ("dataset", "mnist"), ("variant", "raw"), ("dtype", "float16"), ("iw_samples", 0), ("seed", -1),
+])
+def test_train_config_rejects_impossible_settings(field, value):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_train_config_round_trips_through_dict():
+    tc = TrainConfig(dataset="jsb", variant="srnn2016", epochs=3)
+    assert TrainConfig.from_dict(tc.to_dict()) == tc
+    with pytest.raises(ConfigError, match="unknown"):
+        TrainConfig.from_dict({**tc.to_dict(), "momentum": 0.9})
+
+
+# ------------------------------------------------------------------------ train loop
+
+def _params_equal(a, b):
+    return set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_resumed_run_reproduces_uninterrupted_run_bitwise(tmp_path):
+    tc2 = TrainConfig(epochs=2, **FAST)
+    train.train(tmp_path / "straight", TINY, tc2)
+    train.train(tmp_path / "resumed", TINY, TrainConfig(epochs=1, **FAST))
+    train.train(tmp_path / "resumed", TINY, tc2, resume=True)
+
+    straight, resumed = (checkpoint.load(tmp_path / run / "last.npz") for run in ("straight", "resumed"))
+    assert straight.state["epoch"] == resumed.state["epoch"] == 2
+    assert _params_equal(straight.params, resumed.params)
+    assert _params_equal(straight.state["adam"]["m"], resumed.state["adam"]["m"])
+    drop_time = lambda run: [{k: v for k, v in r.items() if k != "seconds"} for r in train.read_history(tmp_path / run)]
+    assert drop_time("straight") == drop_time("resumed")
+
+
+def test_run_directory_holds_every_artifact(tmp_path, stream_data):
+    metrics = train.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=2, lr=3e-3))
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {"config.json", "metrics.jsonl", "best.npz", "last.npz", "learning_curve.png", "test_metrics.json"}
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert ref.Config.from_dict(saved["model"]) == TINY and saved["train"]["lr"] == 3e-3
+    (record,) = train.read_history(tmp_path)
+    assert set(record) == {"epoch", "train_elbo", "valid", "kl_weight", "lr", "seconds"}
+    assert record["epoch"] == 1 and record["lr"] == 3e-3 and 0.2 <= record["kl_weight"] < 1
+    assert json.loads((tmp_path / "test_metrics.json").read_text()) == metrics
+    assert metrics["iw"]["K"] == 2 and "teacher_iw" not in metrics  # only the synthetic data has a teacher
+    assert checkpoint.load(tmp_path / "best.npz").state == {"epoch": 1}
+    assert (tmp_path / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_existing_run_is_not_overwritten_and_resume_checks_settings(tmp_path, stream_data):
+    tc = TrainConfig(epochs=1, batch_size=4, iw_samples=1)
+    train.train(tmp_path, TINY, tc)
+    with pytest.raises(ConfigError, match="--resume"):
+        train.train(tmp_path, TINY, tc)
+    with pytest.raises(ConfigError, match="d_dim"):
+        train.train(tmp_path, ref.Config(**{**TINY.to_dict(), "d_dim": 5}), tc, resume=True)
+    with pytest.raises(ConfigError, match="lr"):
+        train.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=1, lr=1e-2), resume=True)
+    with pytest.raises(DataError, match="nothing to resume"):
+        train.train(tmp_path / "empty", TINY, tc, resume=True)
+
+
+def _stream_dataset(streams=4, chunks=3, T=10, seed=0):
+    """A dataset in the srnn2016 stream layout: `chunks` batches of `streams` rows."""
+    rng = np.random.default_rng(seed)
+
+    def split(n, t, stream_layout):
+        x = (rng.random((n, t, 88)) < 0.1).astype(float)
+        u = np.concatenate([np.zeros((n, 1, 88)), x[:, :-1]], axis=1)
+        return Split(u, x, np.ones((n, t)), streams=streams if stream_layout else 0)
+
+    return Dataset("stream-test", "srnn2016", split(streams * chunks, T, True), split(streams * 2, T, True),
+                   split(5, T, False))
+
+
+@pytest.fixture
+def stream_data(monkeypatch):
+    dataset = _stream_dataset()
+    monkeypatch.setattr(train, "load_dataset", lambda name, variant, data_dir: dataset)
+    return dataset
+
+
+def test_stream_layout_carries_states_across_batches(tmp_path, stream_data, monkeypatch):
+    calls = []
+    elbo_and_states = train.elbo_and_states
+
+    def spy(params, u, x, mask, eps, config, kl_weight=1.0, d_0=None, z_0=None):
+        L, d_last, z_last = elbo_and_states(params, u, x, mask, eps, config, kl_weight, d_0, z_0)
+        calls.append((d_0, z_0, train.getval(d_last), train.getval(z_last)))
+        return L, d_last, z_last
+
+    monkeypatch.setattr(train, "elbo_and_states", spy)
+    train.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=1))
+    # 3 training batches, then 2 validation batches, then 2 test batches (pieces, never carried)
+    assert len(calls) == 3 + 2 + 1
+    for first, rest in ((0, (1, 2)), (3, (4,))):
+        assert calls[first][0] is None and calls[first][1] is None, "each pass starts from zero states"
+        for i in rest:
+            np.testing.assert_array_equal(calls[i][0], calls[i - 1][2])
+            np.testing.assert_array_equal(calls[i][1], calls[i - 1][3])
+    assert calls[5][0] is None
+
+
+def test_stream_layout_requires_its_batch_size(tmp_path, stream_data):
+    with pytest.raises(ConfigError, match="batch size 4"):
+        train.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=16))
+    assert not tmp_path.exists() or not any(tmp_path.iterdir()), "nothing written before the check"
+
+
+def test_training_is_deterministic_given_seed(tmp_path, stream_data):
+    runs = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        train.train(tmp_path / name, TINY, TrainConfig(epochs=2, batch_size=4, iw_samples=1, seed=seed))
+        runs[name] = checkpoint.load(tmp_path / name / "last.npz").params
+    assert _params_equal(runs["a"], runs["b"])
+    assert not _params_equal(runs["a"], runs["c"])
+
+
+def test_float32_training_keeps_float32_parameters(tmp_path, stream_data):
+    train.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=1, dtype="float32"))
+    params = checkpoint.load(tmp_path / "last.npz").params
+    assert {v.dtype for v in params.values()} == {np.dtype("float32")}
+
+
+# ------------------------------------------------------------------------ evaluation
+
+def test_summarize_matches_hand_computed_metrics():
+    L, T = np.array([-10.0, -30.0, -8.0]), np.array([2, 10, 4])
+    m = train.summarize(L, T)
+    per_step = L / T
+    assert m["sequence_averaged"] == pytest.approx(per_step.mean())
+    assert m["sequence_averaged_se"] == pytest.approx(per_step.std(ddof=1) / math.sqrt(3))
+    assert m["frame_weighted"] == pytest.approx(-48 / 16)
+    r = -48 / 16
+    assert m["frame_weighted_se"] == pytest.approx(math.sqrt(np.sum((L - r * T) ** 2) / 6) / T.mean())
+    single = train.summarize([-5.0], [5])
+    assert single["sequence_averaged"] == -1.0 and single["sequence_averaged_se"] is None
+
+
+def test_evaluate_reports_both_metrics_for_elbo_and_iw_bound():
+    dataset = _stream_dataset()
+    params = ref.init_params(TINY, 0)
+    m = train.evaluate(params, TINY, dataset.test, iw_samples=20, seed=1)
+    assert m["num_sequences"] == 5 and m["num_frames"] == 50
+    for key in ("elbo", "iw"):
+        assert set(m[key]) >= {"sequence_averaged", "frame_weighted", "sequence_averaged_se", "frame_weighted_se"}
+    # the K-path bound is at least the ELBO's level up to Monte Carlo noise
+    assert m["iw"]["frame_weighted"] > m["elbo"]["frame_weighted"] - 0.05
+    assert train.evaluate(params, TINY, dataset.test, 20, seed=1) == m, "a fixed seed gives the same numbers"
+    assert "iw" not in train.evaluate(params, TINY, dataset.test, 0, seed=1)
+
+
+def test_iw_paths_in_small_groups_give_the_same_bound(monkeypatch):
+    dataset = _stream_dataset()
+    params = ref.init_params(TINY, 0)
+    batch = next(dataset.test.batches(5))
+    whole = train._iw_bound(params, TINY, batch, 12, np.random.default_rng(0), None, None)
+    monkeypatch.setattr(train, "EVAL_MEMORY", 1)  # one path per group
+    grouped = train._iw_bound(params, TINY, batch, 12, np.random.default_rng(0), None, None)
+    np.testing.assert_allclose(grouped, whole, rtol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA_DIR / "boulanger2012").is_dir(), reason=f"no data at {DATA_DIR}")
+def test_short_training_on_jsb_improves_validation_elbo(tmp_path):
+    tc = TrainConfig(dataset="jsb", epochs=1, batch_size=64, lr=1e-2, iw_samples=1)
+    dataset = ref.data.load_dataset("jsb", "boulanger2012", DATA_DIR)
+    before = train.evaluate(ref.init_params(TINY, tc.seed), TINY, dataset.valid, 0, tc.seed)["elbo"]
+    train.train(tmp_path, TINY, tc, data_dir=DATA_DIR)
+    (record,) = train.read_history(tmp_path)
+    assert record["valid"]["sequence_averaged"] > before["sequence_averaged"] + 1.0, (before, record["valid"])
