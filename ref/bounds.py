@@ -64,16 +64,13 @@ def log_importance_weights(params, u, x, mask, eps, config, d_0=None, z_0=None):
     return np.sum(numpy.tile(mask, (1, K)) * log_w, axis=0).reshape(K, B)
 
 
-def iw_bound(params, u, x, mask, eps, config, d_0=None, z_0=None, paths_per_chunk=None):
+def iw_bound(params, u, x, mask, eps, config, d_0=None, z_0=None):
     """Importance-weighted bound log (1/K) Σ_k exp(log w_k) per sequence; K = eps.shape[0].
 
     K = 1 is the ELBO in expectation; the bound tightens towards log p(x) as K grows.
-    paths_per_chunk bounds memory: the paths run in groups of that many. Returns (B,).
+    Returns (B,).
     """
-    eps = numpy.asarray(eps)
-    chunk = paths_per_chunk or len(eps)
-    log_w = np.concatenate([log_importance_weights(params, u, x, mask, eps[k:k + chunk], config, d_0, z_0)
-                            for k in range(0, len(eps), chunk)])
+    log_w = log_importance_weights(params, u, x, mask, eps, config, d_0, z_0)
     return logsumexp(log_w, axis=0) - np.log(log_w.shape[0])
 
 

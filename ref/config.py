@@ -11,8 +11,22 @@ INFERENCE = ("smoothing", "filtering")
 EMISSION = ("bernoulli", "gaussian")
 
 
+class _Fields:
+    """to_dict / from_dict for the configuration dataclasses (JSON in run directories and checkpoints)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, mapping: dict):
+        unknown = set(mapping) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+        return cls(**mapping)
+
+
 @dataclass(frozen=True)
-class Config:
+class Config(_Fields):
     """The SRNN's architecture; defaults are the paper's (SPEC.md, "Configuration")."""
 
     x_dim: int = 88
@@ -49,16 +63,6 @@ class Config:
         """Width of the feature extractor's output e(u_t), e(x_t)."""
         return self.h_dim if self.embed_layers > 0 else self.x_dim
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, mapping: dict) -> "Config":
-        known = {f.name for f in fields(cls)}
-        unknown = set(mapping) - known
-        if unknown:
-            raise ConfigError(f"unknown Config field(s): {', '.join(sorted(unknown))}")
-        return cls(**mapping)
 
 
 def _check_int(name, value, minimum):
@@ -84,7 +88,7 @@ DTYPES = ("float64", "float32")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Fields):
     """How a model is trained and evaluated; defaults are the paper's code's settings.
 
     Epochs count from 0 inside the schedules (see ref/optim.py).
@@ -128,16 +132,6 @@ class TrainConfig:
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {DTYPES}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, mapping: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(mapping) - known
-        if unknown:
-            raise ConfigError(f"unknown TrainConfig field(s): {', '.join(sorted(unknown))}")
-        return cls(**mapping)
 
 
 def _is_real(value):

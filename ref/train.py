@@ -181,14 +181,30 @@ def evaluate(params, config, split, iw_samples, seed, teacher=None):
     seed: the noise generator's seed, so repeated evaluations are comparable;
     teacher: Dataset.teacher of the synthetic data; when set (and K > 0), the teacher's
     own K-path log-likelihood estimate on the same split is added as "teacher_iw".
-    A split in stream layout is evaluated chunk by chunk with states carried across
-    batches (each chunk counts as a sequence). Memory stays bounded: batches of at most
-    EVAL_BATCH_SIZE sequences, IW paths in groups sized by EVAL_MEMORY.
 
     Returns {"num_sequences", "num_frames", "elbo": {...}, "iw": {..., "K"} (if K > 0),
     "teacher_iw": {..., "K"} (if teacher)}, each {...} holding "sequence_averaged"
     (mean_i L_i/T_i), "frame_weighted" (ΣL_i/ΣT_i), both in nats per step, and their
     standard errors over sequences "sequence_averaged_se", "frame_weighted_se".
+    """
+    elbos, bounds = per_sequence_bounds(params, config, split, iw_samples, seed)
+    lengths = split.lengths
+    metrics = {"num_sequences": len(split), "num_frames": split.num_frames, "elbo": summarize(elbos, lengths)}
+    if iw_samples:
+        metrics["iw"] = {"K": iw_samples, **summarize(bounds, lengths)}
+    if teacher is not None and iw_samples:
+        teacher_bounds = per_sequence_bounds(teacher[1], teacher[0], split, iw_samples, seed)[1]
+        metrics["teacher_iw"] = {"K": iw_samples, **summarize(teacher_bounds, lengths)}
+    return metrics
+
+
+def per_sequence_bounds(params, config, split, iw_samples, seed):
+    """The ELBO L_i and the K-path IW bound of every sequence of a split: two (N,) arrays.
+
+    A split in stream layout is evaluated chunk by chunk with states carried across
+    batches (each chunk counts as a sequence). Memory stays bounded: batches of at most
+    EVAL_BATCH_SIZE sequences, IW paths in groups sized by EVAL_MEMORY. With
+    iw_samples = 0 the second array is None.
     """
     rng = np.random.default_rng(seed)
     batch_size = split.streams or _eval_batch_size(config, split.x.shape[1])
@@ -203,16 +219,7 @@ def evaluate(params, config, split, iw_samples, seed, teacher=None):
         if iw_samples:
             bounds.append(_iw_bound(params, config, batch, iw_samples, rng, d_0, z_0))
         d_0, z_0 = d_last, z_last
-    lengths = split.lengths
-    metrics = {"num_sequences": len(split), "num_frames": split.num_frames,
-               "elbo": summarize(np.concatenate(elbos), lengths)}
-    if iw_samples:
-        metrics["iw"] = {"K": iw_samples, **summarize(np.concatenate(bounds), lengths)}
-    if teacher is not None and iw_samples:
-        from .synthetic import teacher_log_likelihood  # only the synthetic data has a teacher
-
-        metrics["teacher_iw"] = {"K": iw_samples, **summarize(teacher_log_likelihood(split, iw_samples, seed), lengths)}
-    return metrics
+    return np.concatenate(elbos), (np.concatenate(bounds) if iw_samples else None)
 
 
 def _eval_batch_size(config, T):
