@@ -4,9 +4,7 @@ import functools
 import http.server
 import os
 import shutil
-import sys
 import threading
-import types
 from pathlib import Path
 
 import numpy as np
@@ -177,11 +175,20 @@ def test_unknown_dataset_or_variant_lists_the_choices(tmp_path):
         data.load_dataset("jsb", "srnn2015", data_dir=tmp_path)
 
 
-def test_synthetic_delegates_to_ref_synthetic(monkeypatch):
-    sentinel = object()
-    fake = types.SimpleNamespace(load_synthetic=lambda: sentinel)
-    monkeypatch.setitem(sys.modules, "ref.synthetic", fake)
-    assert data.load_dataset("synthetic") is sentinel
+def test_synthetic_dataset_is_seeded_masked_piano_rolls_with_its_teacher():
+    from ref.synthetic import LENGTHS, SPLIT_SIZES, TEACHER_CONFIG
+
+    ds, again = data.load_dataset("synthetic"), data.load_dataset("synthetic")
+    assert ds.teacher[0] == TEACHER_CONFIG and ds.x_dim == TEACHER_CONFIG.x_dim
+    for name, n in SPLIT_SIZES.items():
+        s = getattr(ds, name)
+        assert len(s) == n and s.streams == 0
+        assert np.array_equal(s.x, getattr(again, name).x), "the same data every time"
+        assert LENGTHS[0] <= s.lengths.min() and s.lengths.max() <= LENGTHS[1]
+        assert set(np.unique(s.x)) == {0.0, 1.0}
+        assert np.all(s.x[s.mask == 0] == 0)
+        np.testing.assert_array_equal(s.u[:, 0], 0)
+        np.testing.assert_array_equal(s.u[:, 1:], s.x[:, :-1])
 
 
 def test_data_dir_is_argument_then_environment_then_cache(monkeypatch, tmp_path):
