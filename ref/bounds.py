@@ -9,30 +9,37 @@ import numpy
 from autograd.scipy.special import logsumexp
 
 from .distributions import bernoulli_log_prob, gaussian_kl, gaussian_log_prob
-from .errors import InputError
-from .model import deterministic_layer, emission, feature_extractor, inference_network, stochastic_layer
+from . import fast, model
+from .errors import ConfigError, InputError
+from .model import emission, feature_extractor
+
+# The two paths through the recurrences (config.BACKENDS): the readable loops of model.py,
+# and their numba kernels with hand-derived gradients in fast.py (same functions, same signatures).
+BACKENDS = {"numpy": model, "numba": fast}
 
 
-def elbo(params, u, x, mask, eps, config, kl_weight=1.0):
+def elbo(params, u, x, mask, eps, config, kl_weight=1.0, backend="numpy"):
     """Per-sequence ELBO L_i = Σ_{t ≤ T_i} [log p(x_t | z_t, d_t) − β KL(q ‖ p)] — eq. (4), (6).
 
     params: dict of arrays under SPEC.md's names; u, x: (B, T, x_dim); mask: (B, T);
-    eps: (B, T, z_dim) standard-normal noise; kl_weight: β. Returns L: (B,).
+    eps: (B, T, z_dim) standard-normal noise; kl_weight: β; backend: "numpy" (the
+    readable loops) or "numba" (the compiled kernels), which compute the same thing.
+    Returns L: (B,).
     """
-    return elbo_and_states(params, u, x, mask, eps, config, kl_weight)[0]
+    return elbo_and_states(params, u, x, mask, eps, config, kl_weight, backend=backend)[0]
 
 
-def elbo_and_states(params, u, x, mask, eps, config, kl_weight=1.0, d_0=None, z_0=None):
+def elbo_and_states(params, u, x, mask, eps, config, kl_weight=1.0, d_0=None, z_0=None, backend="numpy"):
     """The ELBO of `elbo`, from initial states (d_0, z_0), and the states at each T_i.
 
     For truncated backpropagation through time: the returned (d_{T_i}, z_{T_i}) are the
     next chunk's (d_0, z_0). d_0: (B, d_dim), z_0: (B, z_dim), zeros by default.
     Returns L: (B,), d_last: (B, d_dim), z_last: (B, z_dim).
     """
-    params = unpack(params)
+    layers, params = _backend(backend), unpack(params)
     u, x, mask, eps, d_0, z_0 = _time_major_inputs(params, u, x, mask, eps, config, d_0, z_0)
-    d, a = _deterministic_and_inference_states(params, u, x, mask, d_0, config)
-    z, mu_p, logvar_p, mu_q, logvar_q = stochastic_layer(params, d, a, eps, z_0, config)
+    d, a = _deterministic_and_inference_states(layers, params, u, x, mask, d_0, config)
+    z, mu_p, logvar_p, mu_q, logvar_q = layers.stochastic_layer(params, d, a, eps, z_0, config)
     log_px = emission_log_prob(params, x, d, z, config)                     # (T, B)
     kl = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)                         # (T, B), eq. (6)
     L = np.sum(mask * (log_px - kl_weight * kl), axis=0)                     # (B,)
@@ -40,37 +47,37 @@ def elbo_and_states(params, u, x, mask, eps, config, kl_weight=1.0, d_0=None, z_
     return L, d[last], z[last]
 
 
-def log_importance_weights(params, u, x, mask, eps, config, d_0=None, z_0=None):
+def log_importance_weights(params, u, x, mask, eps, config, d_0=None, z_0=None, backend="numpy"):
     """log w_k = Σ_{t ≤ T_i} [log p(x_t | z_t^k, d_t) + log p(z_t^k | z_{t−1}^k, d_t) − log q(z_t^k | z_{t−1}^k, a_t)].
 
     eps: (K, B, T, z_dim), one noise sequence per path. The K paths run as one batch of
     K·B rows; d and a do not depend on z and are computed once. Returns (K, B).
     """
-    params = unpack(params)
+    layers, params = _backend(backend), unpack(params)
     eps = _as_array(eps, params)
     if eps.ndim != 4:
         raise InputError(f"eps must have shape (K, B, T, z_dim) for the importance-weighted bound, got {eps.shape}")
     K = eps.shape[0]
     u, x, mask, _, d_0, z_0 = _time_major_inputs(params, u, x, mask, eps[0], config, d_0, z_0)
     _check_finite("eps", eps)
-    d, a = _deterministic_and_inference_states(params, u, x, mask, d_0, config)
+    d, a = _deterministic_and_inference_states(layers, params, u, x, mask, d_0, config)
     T, B = mask.shape
     tile = lambda v: np.concatenate([v] * K, axis=1)  # (T, B, ·) -> (T, K·B, ·), path k in rows kB..kB+B−1
     eps_paths = numpy.moveaxis(eps, 2, 0).reshape(T, K * B, -1) * numpy.tile(mask, (1, K))[..., None]
-    z, mu_p, logvar_p, mu_q, logvar_q = stochastic_layer(params, tile(d), tile(a), eps_paths,
-                                                          numpy.tile(z_0, (K, 1)), config)
+    z, mu_p, logvar_p, mu_q, logvar_q = layers.stochastic_layer(params, tile(d), tile(a), eps_paths,
+                                                                 numpy.tile(z_0, (K, 1)), config)
     log_w = (emission_log_prob(params, tile(x), tile(d), z, config)
              + gaussian_log_prob(z, mu_p, logvar_p) - gaussian_log_prob(z, mu_q, logvar_q))  # (T, K·B)
     return np.sum(numpy.tile(mask, (1, K)) * log_w, axis=0).reshape(K, B)
 
 
-def iw_bound(params, u, x, mask, eps, config, d_0=None, z_0=None):
+def iw_bound(params, u, x, mask, eps, config, d_0=None, z_0=None, backend="numpy"):
     """Importance-weighted bound log (1/K) Σ_k exp(log w_k) per sequence; K = eps.shape[0].
 
     K = 1 is the ELBO in expectation; the bound tightens towards log p(x) as K grows.
     Returns (B,).
     """
-    log_w = log_importance_weights(params, u, x, mask, eps, config, d_0, z_0)
+    log_w = log_importance_weights(params, u, x, mask, eps, config, d_0, z_0, backend)
     return logsumexp(log_w, axis=0) - np.log(log_w.shape[0])
 
 
@@ -88,11 +95,17 @@ def emission_log_prob(params, x, d, z, config):
     return gaussian_log_prob(x, mu_x, logvar_x)
 
 
-def _deterministic_and_inference_states(params, u, x, mask, d_0, config):
+def _deterministic_and_inference_states(layers, params, u, x, mask, d_0, config):
     """d_{1:T} from u (eq. 2) and a_{1:T} from d and x (eq. 5), time-major."""
-    d = deterministic_layer(params, feature_extractor(params, u, config), d_0)
-    a = inference_network(params, d, feature_extractor(params, x, config), mask, config)
+    d = layers.deterministic_layer(params, feature_extractor(params, u, config), d_0)
+    a = layers.inference_network(params, d, feature_extractor(params, x, config), mask, config)
     return d, a
+
+
+def _backend(name):
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend {name!r}; choose one of {tuple(BACKENDS)}")
+    return BACKENDS[name]
 
 
 # ---------------------------------------------------------------------------------------

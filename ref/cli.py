@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import checkpoint
-from .config import DTYPES, INFERENCE, PRESETS, Config, TrainConfig, preset
+from .config import BACKENDS, DTYPES, INFERENCE, PRESETS, Config, TrainConfig, preset
 from .data import DATASETS, VARIANTS, load_dataset
 from .errors import ConfigError, DataError, SRNNError
 from .music import piano_roll_png, write_midi
@@ -53,6 +53,8 @@ TRAIN_HELP = {
     "iw_samples": "K, paths of the importance-weighted bound on the test split",
     "seed": "seed of parameter initialisation, batch order and noise",
     "dtype": "float64 or float32",
+    "backend": "numba (compiled kernels with hand-derived gradients) or numpy (the readable loops); "
+               "both compute the same numbers",
 }
 
 
@@ -105,7 +107,7 @@ def build_parser():
         sizes.add_argument(_flag(name), type=type(default), choices=choices, metavar=None if choices else "N",
                            help=f"{MODEL_HELP[name]} (paper: {default})")
     settings = train.add_argument_group("training settings (defaults: the paper's code)")
-    choices = {"dataset": ("synthetic", *DATASETS), "variant": VARIANTS, "dtype": DTYPES}
+    choices = {"dataset": ("synthetic", *DATASETS), "variant": VARIANTS, "dtype": DTYPES, "backend": BACKENDS}
     for field in dataclasses.fields(TrainConfig):
         settings.add_argument(_flag(field.name), type=type(field.default), choices=choices.get(field.name),
                               help=f"{TRAIN_HELP[field.name]} (default: {field.default})")
@@ -123,6 +125,7 @@ def build_parser():
         sub.add_argument("--data-dir", help="directory holding the data files (default: $SRNN_DATA_DIR, "
                                             "else a per-user cache filled by downloading them)")
     evaluate.add_argument("--split", choices=("test", "valid"), default="test", help="(default: test)")
+    evaluate.add_argument("--backend", choices=BACKENDS, default="numba", help=TRAIN_HELP["backend"] + " (default: numba)")
     evaluate.add_argument("--iw-samples", type=int, help="K paths of the importance-weighted bound "
                                                          "(default: the run's iw_samples)")
     sample.add_argument("--num", type=int, default=4, help="number of samples (default: 4)")
@@ -166,7 +169,7 @@ def _evaluate(args):
         raise ConfigError(f"--iw-samples must be at least 1, got {args.iw_samples}")
     K = args.iw_samples or tc.iw_samples
     dataset = load_dataset(tc.dataset, tc.variant, args.data_dir)
-    metrics = impl.evaluate(params, config, getattr(dataset, args.split), K, args.seed, teacher=dataset.teacher)
+    metrics = impl.evaluate(params, config, getattr(dataset, args.split), K, args.seed, dataset.teacher, args.backend)
     print(f"{tc.dataset} ({dataset.variant}), {args.split} split:")
     print(format_metrics(metrics))
 

@@ -85,6 +85,7 @@ def preset(name: str, **overrides) -> Config:
 
 
 DTYPES = ("float64", "float32")
+BACKENDS = ("numba", "numpy")  # ref/fast.py's kernels, or the readable loops of ref/model.py
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class TrainConfig(_Fields):
     iw_samples: int = 100           # K of the importance-weighted bound on the test split
     seed: int = 0
     dtype: str = "float64"
+    backend: str = "numba"          # the recurrences as numba kernels, or "numpy" (readable, slower)
 
     def __post_init__(self):
         from .data import DATASETS, VARIANTS  # here, not at the top: ref.data imports this module
@@ -131,6 +133,8 @@ class TrainConfig(_Fields):
             raise ConfigError(f"lr_decay must be a number >= 1, got {self.lr_decay!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {DTYPES}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
 
 
 

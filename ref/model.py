@@ -5,7 +5,7 @@ loop over t; the batch-first arrays of the public API are swapped once in `bound
 Steps t = 1..T of the paper are indices 0..T−1; `d_tm1` is d_{t−1}, `a_tp1` is a_{t+1}.
 
 The recurrences are explicit Python loops that collect each step in a list and stack it
-at the end (autograd cannot differentiate `A[t] = v`; see `nn.stack_steps`). Everything that does not recur —
+at the end (autograd cannot differentiate `A[t] = v`; see `nn.stack_arrays`). Everything that does not recur —
 the feature extractor, the GRUs' input projections, the emission — acts on all steps at once.
 
 Choices where SPEC.md leaves room, following the paper's released code:
@@ -17,7 +17,7 @@ import autograd.numpy as np
 import numpy
 
 from .config import Config
-from .nn import (dense, gru_cell, gru_input_projection, hidden_stack, mlp, sigmoid, stack_steps,
+from .nn import (dense, gru_cell, gru_input_projection, hidden_stack, mlp, sigmoid, stack_arrays,
                  variance_head)
 
 
@@ -113,7 +113,7 @@ def deterministic_layer(params, e_u, d_0):
     for t in range(len(proj)):
         d_t = gru_cell(params, "gru_d", d_t, proj[t])
         d.append(d_t)
-    return stack_steps(*d)
+    return stack_arrays(*d)
 
 
 def prior(params, d_t, z_tm1, config):
@@ -169,7 +169,7 @@ def inference_network(params, d, e_x, mask, config):
         a_t = gru_cell(params, "gru_a", a_tp1 * mask_next[t][:, None], proj[t])  # a_{T_i+1} = 0
         a.append(a_t)
         a_tp1 = a_t
-    return stack_steps(*a[::-1])
+    return stack_arrays(*a[::-1])
 
 
 def posterior(params, a_t, z_tm1, mu_p, config):
@@ -201,4 +201,4 @@ def stochastic_layer(params, d, a, eps, z_0, config):
         z_t = mu_q + np.exp(0.5 * logvar_q) * eps[t]
         steps.append((z_t, mu_p, logvar_p, mu_q, logvar_q))
         z_tm1 = z_t
-    return tuple(stack_steps(*seq) for seq in zip(*steps))
+    return tuple(stack_arrays(*seq) for seq in zip(*steps))

@@ -2,17 +2,32 @@
 
 Each function reads its weights from the flat parameter dict by name prefix and acts on
 the last axis, so the same code runs one time step (B, F) or all steps at once (T, B, F).
+Products go through `linear` (one BLAS matrix product), never np.dot, whose N-d form
+does not use BLAS and is many times slower on (T, B, F) arrays.
 """
 import math
 
 import autograd.numpy as np
 import numpy
-from autograd.extend import defvjp_argnums, primitive
+from autograd.extend import defvjp, defvjp_argnums, primitive
 
 
+@primitive
 def clipped_leaky_relu(v, clip):
     """f(v) = clip(max(v, v/3), −clip, clip), the nonlinearity of every hidden dense layer."""
-    return np.clip(np.maximum(v, v / 3.0), -clip, clip)
+    return numpy.clip(numpy.where(v > 0, v, v / 3.0), -clip, clip)
+
+
+def _clipped_leaky_relu_slope(v, f_v, clip):
+    """f'(v) = 1 for v > 0, 1/3 for v ≤ 0 (the left slope at the kink), 0 where f is clipped.
+
+    Written out rather than left to autograd, whose gradients of np.maximum and np.where
+    turn float32 into float64 (through a float64 mask and a float64 zeros array).
+    """
+    return numpy.where(numpy.abs(f_v) < clip, numpy.where(v > 0, 1.0, 1.0 / 3.0), 0.0).astype(v.dtype)
+
+
+defvjp(clipped_leaky_relu, lambda f_v, v, clip: lambda g: g * _clipped_leaky_relu_slope(v, f_v, clip))
 
 
 def sigmoid(v):
@@ -22,7 +37,13 @@ def sigmoid(v):
 
 def dense(params, name, v):
     """Dense layer `name`: y = W v + b with W of shape (out, in)."""
-    return np.dot(v, params[name + ".W"].T) + params[name + ".b"]
+    return linear(v, params[name + ".W"]) + params[name + ".b"]
+
+
+def linear(v, W):
+    """W v on the last axis of v (..., in) -> (..., out), as a single matrix product over all
+    leading axes (matmul on (T, B, in) would make one small product per step)."""
+    return np.reshape(np.reshape(v, (-1, v.shape[-1])) @ W.T, v.shape[:-1] + (W.shape[0],))
 
 
 def hidden_stack(params, name, v, num_layers, clip):
@@ -44,7 +65,7 @@ def variance_head(raw, var_floor):
 
 def gru_input_projection(params, name, v):
     """W_ih v + b_ih of GRU `name`: the part that does not recur, for all steps at once."""
-    return np.dot(v, params[name + ".W_ih"].T) + params[name + ".b_ih"]
+    return linear(v, params[name + ".W_ih"]) + params[name + ".b_ih"]
 
 
 def gru_cell(params, name, h, proj):
@@ -53,7 +74,7 @@ def gru_cell(params, name, h, proj):
     h: (B, H) previous state; proj: (B, 3H). Returns h': (B, H).
     """
     H = h.shape[-1]
-    hh = np.dot(h, params[name + ".W_hh"].T) + params[name + ".b_hh"]  # (B, 3H)
+    hh = h @ params[name + ".W_hh"].T + params[name + ".b_hh"]  # (B, 3H)
     r = sigmoid(proj[:, :H] + hh[:, :H])                    # reset gate
     z_gate = sigmoid(proj[:, H:2 * H] + hh[:, H:2 * H])     # update gate
     n = np.tanh(proj[:, 2 * H:] + r * hh[:, 2 * H:])        # candidate state
@@ -61,14 +82,14 @@ def gru_cell(params, name, h, proj):
 
 
 @primitive
-def stack_steps(*steps):
-    """Stack the per-step arrays of a recurrence along a new leading time axis: (T, ...).
+def stack_arrays(*arrays):
+    """numpy.stack(arrays) along a new leading axis, with a VJP that hands each input its slice.
 
-    autograd cannot write A[t] = v, so loops collect steps in a list and stack them once.
-    This is numpy.stack with a VJP that hands each step its slice of the cotangent, linear
-    in T; autograd's own np.stack gradient rescans all earlier steps for each one, O(T²).
+    The recurrences collect their steps in a list and stack them once (autograd cannot
+    write A[t] = v). autograd's own np.stack gradient costs O(T²) in the number of
+    arrays and scatters into each input through np.add.at, which is slow.
     """
-    return numpy.stack(steps)
+    return numpy.stack(arrays)
 
 
-defvjp_argnums(stack_steps, lambda argnums, ans, args, kwargs: lambda g: tuple(g[i] for i in argnums))
+defvjp_argnums(stack_arrays, lambda argnums, ans, args, kwargs: lambda g: tuple(g[i] for i in argnums))

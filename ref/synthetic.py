@@ -55,8 +55,8 @@ def load_synthetic():
     return Dataset(name="synthetic", variant="teacher", teacher=(TEACHER_CONFIG, params), **splits)
 
 
-def teacher_log_likelihood(split, K=500, seed=0):
+def teacher_log_likelihood(split, K=500, seed=0, backend="numba"):
     """Per-sequence log p(x) of `split` under the teacher, estimated by its IW bound with K paths. (N,)"""
     from .train import per_sequence_bounds  # train imports data, which imports this module
 
-    return per_sequence_bounds(teacher_params(), TEACHER_CONFIG, split, K, seed)[1]
+    return per_sequence_bounds(teacher_params(), TEACHER_CONFIG, split, K, seed, backend)[1]

@@ -43,6 +43,7 @@ from .sample import draw_sample_noise, sample
 
 EVAL_BATCH_SIZE = 16
 EVAL_MEMORY = 512 * 2**20  # bytes of per-step model states one evaluation chunk may hold
+RESUMABLE_CHANGES = ("epochs", "backend")  # a resumed run may change these and still compute the same
 
 
 def train(run_dir, config, train_config, data_dir=None, resume=False):
@@ -65,7 +66,7 @@ def train(run_dir, config, train_config, data_dir=None, resume=False):
             params, adam, stats = _train_epoch(params, adam, config, tc, dataset.train, epoch)
             record = {"epoch": epoch + 1, **stats, "valid": None}
             if (epoch + 1) % tc.valid_every == 0 or epoch + 1 == tc.epochs:
-                record["valid"] = evaluate(params, config, dataset.valid, iw_samples=0, seed=tc.seed)["elbo"]
+                record["valid"] = evaluate(params, config, dataset.valid, 0, tc.seed, backend=tc.backend)["elbo"]
                 if record["valid"]["sequence_averaged"] > best_valid:
                     best_valid = record["valid"]["sequence_averaged"]
                     checkpoint.save(run_dir / "best.npz", params, config, tc, {"epoch": epoch + 1})
@@ -82,7 +83,7 @@ def train(run_dir, config, train_config, data_dir=None, resume=False):
         raise KeyboardInterrupt(
             f"interrupted; {saved}; continue with: srnn train --run-dir {run_dir} --resume") from None
     best = checkpoint.load(run_dir / "best.npz")
-    metrics = evaluate(best.params, config, dataset.test, tc.iw_samples, tc.seed, teacher=dataset.teacher)
+    metrics = evaluate(best.params, config, dataset.test, tc.iw_samples, tc.seed, dataset.teacher, tc.backend)
     metrics["epoch"] = best.state["epoch"]
     _write_json(run_dir / "test_metrics.json", metrics)
     print(f"test split, best checkpoint (epoch {metrics['epoch']}):")
@@ -129,14 +130,15 @@ def _check_same_run(run_config, run_tc, config, tc):
                 for k, v in run_config.to_dict().items() if getattr(config, k) != v]
         raise ConfigError(f"cannot resume with a different model: {', '.join(diff)}")
     diff = [f"{k} ({v} in the run, {getattr(tc, k)} now)"
-            for k, v in run_tc.to_dict().items() if k != "epochs" and getattr(tc, k) != v]
+            for k, v in run_tc.to_dict().items() if k not in RESUMABLE_CHANGES and getattr(tc, k) != v]
     if diff:
-        raise ConfigError(f"cannot resume with different training settings (only epochs may change): {', '.join(diff)}")
+        raise ConfigError(f"cannot resume with different training settings (only {' and '.join(RESUMABLE_CHANGES)} "
+                          f"may change): {', '.join(diff)}")
 
 
-def _loss(params, u, x, mask, eps, beta, d_0, z_0, config):
+def _loss(params, u, x, mask, eps, beta, d_0, z_0, config, backend):
     """−ΣL_i / ΣT_i of a batch, and (L, d_last, z_last) as the auxiliary output."""
-    L, d_last, z_last = elbo_and_states(params, u, x, mask, eps, config, beta, d_0, z_0)
+    L, d_last, z_last = elbo_and_states(params, u, x, mask, eps, config, beta, d_0, z_0, backend)
     return -anp.sum(L) / np.sum(mask), (L, d_last, z_last)
 
 
@@ -162,7 +164,8 @@ def _train_epoch(params, adam, config, tc, split, epoch):
                 d_0 = z_0 = None  # a new piece or a new epoch starts from zero states
             beta = kl_weight(epoch, b, num_batches, tc.kl_start, tc.kl_anneal_epochs)
             eps = rng.standard_normal((*batch.mask.shape, config.z_dim))
-            grads, aux = _loss_grad_and_aux(params, batch.u, batch.x, batch.mask, eps, beta, d_0, z_0, config)
+            grads, aux = _loss_grad_and_aux(params, batch.u, batch.x, batch.mask, eps, beta, d_0, z_0, config,
+                                            tc.backend)
             # the states become the next batch's constants (truncated BPTT)
             L, d_0, z_0 = (getval(v) for v in aux)
             grads, _ = clip_gradients(grads, tc.max_grad_norm, tc.clip_value)
@@ -174,31 +177,32 @@ def _train_epoch(params, adam, config, tc, split, epoch):
     return params, adam, {"train_elbo": total_L / total_T, "kl_weight": beta, "lr": lr}
 
 
-def evaluate(params, config, split, iw_samples, seed, teacher=None):
+def evaluate(params, config, split, iw_samples, seed, teacher=None, backend="numba"):
     """SPEC.md's two metrics of the ELBO and of the K-path importance-weighted bound on a split.
 
     params, config: the model; split: a ref.data.Split; iw_samples: K (0 = ELBO only);
     seed: the noise generator's seed, so repeated evaluations are comparable;
     teacher: Dataset.teacher of the synthetic data; when set (and K > 0), the teacher's
-    own K-path log-likelihood estimate on the same split is added as "teacher_iw".
+    own K-path log-likelihood estimate on the same split is added as "teacher_iw";
+    backend: "numba" or "numpy" (see ref.bounds.BACKENDS), which compute the same numbers.
 
     Returns {"num_sequences", "num_frames", "elbo": {...}, "iw": {..., "K"} (if K > 0),
     "teacher_iw": {..., "K"} (if teacher)}, each {...} holding "sequence_averaged"
     (mean_i L_i/T_i), "frame_weighted" (ΣL_i/ΣT_i), both in nats per step, and their
     standard errors over sequences "sequence_averaged_se", "frame_weighted_se".
     """
-    elbos, bounds = per_sequence_bounds(params, config, split, iw_samples, seed)
+    elbos, bounds = per_sequence_bounds(params, config, split, iw_samples, seed, backend)
     lengths = split.lengths
     metrics = {"num_sequences": len(split), "num_frames": split.num_frames, "elbo": summarize(elbos, lengths)}
     if iw_samples:
         metrics["iw"] = {"K": iw_samples, **summarize(bounds, lengths)}
     if teacher is not None and iw_samples:
-        teacher_bounds = per_sequence_bounds(teacher[1], teacher[0], split, iw_samples, seed)[1]
+        teacher_bounds = per_sequence_bounds(teacher[1], teacher[0], split, iw_samples, seed, backend)[1]
         metrics["teacher_iw"] = {"K": iw_samples, **summarize(teacher_bounds, lengths)}
     return metrics
 
 
-def per_sequence_bounds(params, config, split, iw_samples, seed):
+def per_sequence_bounds(params, config, split, iw_samples, seed, backend="numba"):
     """The ELBO L_i and the K-path IW bound of every sequence of a split: two (N,) arrays.
 
     A split in stream layout is evaluated chunk by chunk with states carried across
@@ -214,10 +218,11 @@ def per_sequence_bounds(params, config, split, iw_samples, seed):
         if not batch.carry:
             d_0 = z_0 = None
         eps = rng.standard_normal((*batch.mask.shape, config.z_dim))
-        L, d_last, z_last = elbo_and_states(params, batch.u, batch.x, batch.mask, eps, config, 1.0, d_0, z_0)
+        L, d_last, z_last = elbo_and_states(params, batch.u, batch.x, batch.mask, eps, config, 1.0, d_0, z_0,
+                                            backend)
         elbos.append(L)
         if iw_samples:
-            bounds.append(_iw_bound(params, config, batch, iw_samples, rng, d_0, z_0))
+            bounds.append(_iw_bound(params, config, batch, iw_samples, rng, d_0, z_0, backend))
         d_0, z_0 = d_last, z_last
     return np.concatenate(elbos), (np.concatenate(bounds) if iw_samples else None)
 
@@ -232,14 +237,14 @@ def _bytes_per_step(config):
     return 8 * (config.d_dim + config.a_dim + 5 * config.z_dim + 2 * config.h_dim + 3 * config.x_dim)
 
 
-def _iw_bound(params, config, batch, K, rng, d_0, z_0):
+def _iw_bound(params, config, batch, K, rng, d_0, z_0, backend):
     """log (1/K) Σ_k w_k of each sequence, the K paths drawn and run in memory-bounded groups."""
     B, T = batch.mask.shape
     group = int(max(1, min(K, EVAL_MEMORY // (B * T * _bytes_per_step(config)))))
     log_w = []
     for start in range(0, K, group):
         eps = rng.standard_normal((min(group, K - start), B, T, config.z_dim))
-        log_w.append(log_importance_weights(params, batch.u, batch.x, batch.mask, eps, config, d_0, z_0))
+        log_w.append(log_importance_weights(params, batch.u, batch.x, batch.mask, eps, config, d_0, z_0, backend))
     return logsumexp(np.concatenate(log_w), axis=0) - np.log(K)
 
 

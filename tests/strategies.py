@@ -41,3 +41,29 @@ def perturbed_params(config, seed, scale=0.3):
     """init_params plus noise on every array, so that zero biases do not hide a wrong gradient."""
     rng = np.random.default_rng(seed)
     return {k: v + scale * rng.standard_normal(v.shape) for k, v in ref.init_params(config, seed).items()}
+
+
+# ---------------------------------------------------------------------------------------
+# Hypothesis strategies: random configurations, parameters and batches
+# ---------------------------------------------------------------------------------------
+
+from hypothesis import strategies as st  # noqa: E402  (the plain helpers above need no hypothesis)
+
+from ref.config import EMISSION, INFERENCE  # noqa: E402
+
+configs = st.builds(
+    ref.Config,
+    x_dim=st.integers(1, 5), d_dim=st.integers(1, 4), z_dim=st.integers(1, 3), a_dim=st.integers(1, 4),
+    h_dim=st.integers(1, 5), embed_layers=st.integers(0, 2), mlp_layers=st.integers(0, 2),
+    inference=st.sampled_from(INFERENCE), residual_q=st.booleans(), emission=st.sampled_from(EMISSION),
+)
+
+
+@st.composite
+def problems(draw, max_B=4, max_T=7):
+    """(config, params, (u, x, mask, eps)): every option, sizes down to 1, random lengths."""
+    config = draw(configs)
+    B, T = draw(st.integers(1, max_B)), draw(st.integers(1, max_T))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    return config, perturbed_params(config, seed), random_batch(config, B, T, rng)

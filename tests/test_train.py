@@ -167,8 +167,8 @@ def test_stream_layout_carries_states_across_batches(tmp_path, stream_data, monk
     calls = []
     elbo_and_states = train.elbo_and_states
 
-    def spy(params, u, x, mask, eps, config, kl_weight=1.0, d_0=None, z_0=None):
-        L, d_last, z_last = elbo_and_states(params, u, x, mask, eps, config, kl_weight, d_0, z_0)
+    def spy(params, u, x, mask, eps, config, kl_weight=1.0, d_0=None, z_0=None, backend="numpy"):
+        L, d_last, z_last = elbo_and_states(params, u, x, mask, eps, config, kl_weight, d_0, z_0, backend)
         calls.append((d_0, z_0, train.getval(d_last), train.getval(z_last)))
         return L, d_last, z_last
 
@@ -237,9 +237,9 @@ def test_iw_paths_in_small_groups_give_the_same_bound(monkeypatch):
     dataset = _stream_dataset()
     params = ref.init_params(TINY, 0)
     batch = next(dataset.test.batches(5))
-    whole = train._iw_bound(params, TINY, batch, 12, np.random.default_rng(0), None, None)
+    whole = train._iw_bound(params, TINY, batch, 12, np.random.default_rng(0), None, None, "numba")
     monkeypatch.setattr(train, "EVAL_MEMORY", 1)  # one path per group
-    grouped = train._iw_bound(params, TINY, batch, 12, np.random.default_rng(0), None, None)
+    grouped = train._iw_bound(params, TINY, batch, 12, np.random.default_rng(0), None, None, "numba")
     np.testing.assert_allclose(grouped, whole, rtol=1e-12)
 
 
@@ -252,3 +252,16 @@ def test_short_training_on_jsb_improves_validation_elbo(tmp_path):
     train.train(tmp_path, TINY, tc, data_dir=DATA_DIR)
     (record,) = train.read_history(tmp_path)
     assert record["valid"]["sequence_averaged"] > before["sequence_averaged"] + 1.0, (before, record["valid"])
+
+
+def test_numba_and_numpy_backends_train_the_same_model(tmp_path, stream_data):
+    """The backend is a speed switch: one epoch of training lands on the same parameters."""
+    runs = {}
+    for backend in ("numba", "numpy"):
+        train.train(tmp_path / backend, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=1, backend=backend))
+        runs[backend] = checkpoint.load(tmp_path / backend / "last.npz").params
+    assert TrainConfig().backend == "numba"
+    for k in runs["numpy"]:
+        np.testing.assert_allclose(runs["numba"][k], runs["numpy"][k], rtol=1e-9, atol=1e-12, err_msg=k)
+    # a run may resume on the other backend
+    train.train(tmp_path / "numba", TINY, TrainConfig(epochs=2, batch_size=4, iw_samples=1, backend="numpy"), resume=True)
