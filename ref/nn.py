@@ -15,16 +15,16 @@ from autograd.extend import defvjp, defvjp_argnums, primitive
 @primitive
 def clipped_leaky_relu(v, clip):
     """f(v) = clip(max(v, v/3), −clip, clip), the nonlinearity of every hidden dense layer."""
-    return numpy.clip(numpy.where(v > 0, v, v / 3.0), -clip, clip)
+    return numpy.clip(numpy.maximum(v, v / 3.0), -clip, clip)
 
 
 def _clipped_leaky_relu_slope(v, f_v, clip):
     """f'(v) = 1 for v > 0, 1/3 for v ≤ 0 (the left slope at the kink), 0 where f is clipped.
 
-    Written out rather than left to autograd, whose gradients of np.maximum and np.where
-    turn float32 into float64 (through a float64 mask and a float64 zeros array).
+    Written out rather than left to autograd, whose gradient of np.maximum averages the
+    two slopes at ties through a float64 mask, turning float32 gradients into float64.
     """
-    return numpy.where(numpy.abs(f_v) < clip, numpy.where(v > 0, 1.0, 1.0 / 3.0), 0.0).astype(v.dtype)
+    return (1.0 / 3.0 + (2.0 / 3.0) * (v > 0).astype(v.dtype)) * (numpy.abs(f_v) < clip)
 
 
 defvjp(clipped_leaky_relu, lambda f_v, v, clip: lambda g: g * _clipped_leaky_relu_slope(v, f_v, clip))
