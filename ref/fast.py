@@ -240,9 +240,11 @@ def _stochastic_forward(pre, W_z, W_h, b_h, W_o, b_o, eps, z_0, L, residual, var
     raw = numpy.empty((2, T, B, Z), eps.dtype)
     acts = numpy.empty((4, L, T, B, h_dim), eps.dtype)
     z_tm1 = z_0.copy()
+    W_z_all = W_z.reshape(4 * n1, Z)  # the four W_z stacked: one product per step serves all MLPs
     for t in range(T):
+        zW = z_tm1 @ W_z_all.T  # (B, 4·n1)
         for m in range(4):
-            v = pre[m, t] + z_tm1 @ W_z[m].T  # first layer: (W_v v + b) + W_z z_{t−1}
+            v = pre[m, t] + zW[:, m * n1:(m + 1) * n1]  # first layer: (W_v v + b) + W_z z_{t−1}
             for k in range(L):
                 acts[m, k, t] = v
                 for b in range(B):
@@ -280,6 +282,8 @@ def _stochastic_backward(g_z, g_out, z, out, acts, raw, W_z, W_h, W_o, eps, z_0,
     d_acts = numpy.empty((4, L, T, B, h_dim), z.dtype)  # and of each hidden pre-activation
     d_pre = numpy.empty((4, T, B, n1), z.dtype)
     dz = numpy.zeros((B, Z), z.dtype)
+    W_z_all = W_z.reshape(4 * n1, Z)
+    g_all = numpy.empty((B, 4 * n1), z.dtype)
     for t in range(T - 1, -1, -1):
         for b in range(B):
             for j in range(Z):
@@ -294,7 +298,6 @@ def _stochastic_backward(g_z, g_out, z, out, acts, raw, W_z, W_h, W_o, eps, z_0,
                 d_out[1, t, b, j] = g_out[1, t, b, j] * math.exp(raw[0, t, b, j] - out[1, t, b, j])
                 d_out[2, t, b, j] = d_mu_q
                 d_out[3, t, b, j] = d_lv_q * math.exp(raw[1, t, b, j] - out[3, t, b, j])
-        dz[:] = 0.0
         for m in range(4):
             g = d_out[m, t]
             for k in range(L - 1, -1, -1):
@@ -305,7 +308,8 @@ def _stochastic_backward(g_z, g_out, z, out, acts, raw, W_z, W_h, W_o, eps, z_0,
                         g[b, j] *= _df(acts[m, k, t, b, j], clip)
                 d_acts[m, k, t] = g
             d_pre[m, t] = g
-            dz += g @ W_z[m]  # the first layer saw z_{t−1} through W_z
+            g_all[:, m * n1:(m + 1) * n1] = g
+        dz = g_all @ W_z_all  # the first layers saw z_{t−1} through W_z, all four in one product
     # shared weights: sum over steps and rows as one product per matrix
     TB = T * B
     z_prev = numpy.empty((T, B, Z), z.dtype)
