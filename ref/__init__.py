@@ -1,8 +1,9 @@
 """srnn's reference implementation: the SRNN of Fraccaro et al. (NIPS 2016) in NumPy + autograd.
 
-Data flow: `data` (piano rolls, masks) → `model` (eq. 1–3, 5) → `bounds` (the ELBO, eq. 4, 6, 7, and the IW bound)
-→ gradients by `autograd.grad` → `optim` (Adam) in `train`. SPEC.md's entry points are
-`Config`, `init_params` and `elbo`.
+Data flow: `data` (piano rolls, masks) → `model` (eq. 1–3, 5; its recurrences also as
+numba kernels in `fast`, chosen by backend="numba") → `bounds` (the ELBO, eq. 4, 6, 7,
+and the IW bound) → gradients by `autograd.grad` → `optim` (Adam) in `train`.
+SPEC.md's entry points are `Config`, `init_params` and `elbo`.
 """
 from .config import Config, PRESETS, preset
 from .bounds import elbo, elbo_and_states, iw_bound, log_importance_weights

@@ -1,6 +1,6 @@
 """The `srnn` command: train, evaluate and sample SRNNs.
 
-    srnn train --preset small --epochs 10         # the synthetic data, no files needed
+    srnn train --preset small --epochs 30         # the synthetic data, no files needed
     srnn train --dataset jsb --variant srnn2016   # the paper's setting
     srnn evaluate --run-dir runs/jsb-srnn2016-paper --iw-samples 100
     srnn sample --run-dir runs/jsb-srnn2016-paper --num 4 --length 200 --out samples
