@@ -25,6 +25,7 @@ import numpy
 from autograd.extend import defvjp_argnums, primitive
 from numba import njit
 
+from . import model
 from .nn import gru_input_projection, linear, stack_arrays
 
 def _one_thread_for_kernel_blas():
@@ -199,10 +200,8 @@ def inference_network(params, d, e_x, mask, config):
     Smoothing runs the GRU kernel backwards in time; `keep` restarts each sequence from
     a_{T_i+1} = 0 at its own last valid step T_i.
     """
-    from .model import inference_network as readable  # filtering has no loop over time
-
-    if config.inference == "filtering":
-        return readable(params, d, e_x, mask, config)
+    if config.inference == "filtering":  # no loop over time: the readable code is all there is
+        return model.inference_network(params, d, e_x, mask, config)
     v = np.concatenate([d, e_x], axis=-1)
     proj = gru_input_projection(params, "gru_a", v)  # (T, B, 3·a_dim)
     mask_next = numpy.concatenate([mask[1:], numpy.zeros_like(mask[:1])])
