@@ -2,7 +2,8 @@
 
 It needs no files, so a newcomer can train at once, and because the teacher is known its
 own importance-weighted bound with many paths estimates the data's true log-likelihood,
-the number a trained student's test ELBO can be held against.
+the number a trained student's test ELBO can be held against (`train.evaluate` reports
+it beside the student's when given `Dataset.teacher`).
 
 The teacher is a small SRNN whose posterior equals its prior (post_mu outputs zero with
 Resq, and both log-variances are the same constant). Its IW bound is then prior-proposal
@@ -54,9 +55,3 @@ def load_synthetic():
         splits[name] = Split(u=u, x=x, mask=mask)
     return Dataset(name="synthetic", variant="teacher", teacher=(TEACHER_CONFIG, params), **splits)
 
-
-def teacher_log_likelihood(split, K=500, seed=0, backend="numba"):
-    """Per-sequence log p(x) of `split` under the teacher, estimated by its IW bound with K paths. (N,)"""
-    from .train import per_sequence_bounds  # train imports data, which imports this module
-
-    return per_sequence_bounds(teacher_params(), TEACHER_CONFIG, split, K, seed, backend)[1]
