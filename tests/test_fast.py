@@ -51,17 +51,20 @@ def test_numba_in_float32_is_as_accurate_as_the_readable_path_in_float32(problem
     the float64 result, the kernel's error may be at most 4x the readable path's, plus
     200 float32 roundings of the result's scale (for draws where the readable error is ~0).
     A gradient's scale is that of the whole gradient: a small entry that is a difference of
-    large terms carries their rounding, on either path."""
+    large terms carries their rounding, on either path. Draws whose float64 results pass
+    1e10 (the runaway z_t of finite() above, short of overflow in float64) overflow float32's
+    intermediates on both paths and are skipped: there is no float32 accuracy to compare."""
     config, params, batch = problem
     p32 = {k: v.astype(np.float32) for k, v in params.items()}
     L64, g64 = value_and_grad(params, batch, config, "numpy")
     assume(finite(L64, g64))
+    scale = max(np.abs(g).max() for g in g64.values())
+    assume(max(np.abs(L64).max(), scale) < 1e10)
     (L_np, g_np), (L_nb, g_nb) = (value_and_grad(p32, batch, config, be) for be in ("numpy", "numba"))
     assert L_nb.dtype == np.float32 and all(g.dtype == np.float32 for g in g_nb.values())
     eps32 = np.finfo(np.float32).eps
     err = lambda L: np.abs(L - L64).max()
     assert err(L_nb) <= 4 * err(L_np) + 200 * eps32 * np.abs(L64).max()
-    scale = max(np.abs(g).max() for g in g64.values())
     for k in g64:
         e_nb, e_np = np.abs(g_nb[k] - g64[k]).max(), np.abs(g_np[k] - g64[k]).max()
         assert e_nb <= 4 * e_np + 200 * eps32 * scale, (k, e_nb, e_np, scale)
