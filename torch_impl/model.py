@@ -1,0 +1,389 @@
+"""The SRNN of SPEC.md in PyTorch: the generative model (eq. 1–2), the inference network
+(eq. 3, 5), the ELBO (eq. 4, 6, 7), the importance-weighted bound and ancestral sampling.
+
+It computes exactly what `ref/` computes (tests/test_torch.py checks the ELBO and every
+gradient against it); it differs only in how the work is laid out, for speed:
+- the two GRUs are `torch.nn.GRU` (cuDNN on a GPU); the backward GRU of the inference
+  network runs forwards over each sequence's valid prefix reversed in place, so every
+  sequence starts from its own last valid step T_i with a_{T_i+1} = 0;
+- everything that does not recur (feature extractor, input projections, emission) acts
+  on all steps at once;
+- the first layer of each prior / posterior MLP is split into its d_t or a_t part,
+  computed for all steps before the loop over time, and its z_{t−1} part, the only
+  product left inside the loop; there the four MLPs (prior mean and log-variance,
+  posterior mean and log-variance) run as one matrix product and batched products.
+
+Modules are named so that a state-dict key maps to SPEC.md's parameter name by renaming
+its last part (`prior_mu.0.weight` → `prior_mu.0.W`, `gru_d.weight_ih_l0` → `gru_d.W_ih`).
+Public tensors are batch-first as SPEC.md fixes; the loop over time is time-major.
+"""
+import math
+
+import numpy
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ref.checkpoint import check_params
+from ref.config import Config
+from ref.errors import InputError
+from ref.model import a_width, init_params
+
+# state-dict attribute name -> SPEC.md suffix
+_SPEC_SUFFIX = {"weight": "W", "bias": "b", "weight_ih_l0": "W_ih", "weight_hh_l0": "W_hh",
+                "bias_ih_l0": "b_ih", "bias_hh_l0": "b_hh"}
+_TORCH_SUFFIX = {spec: attr for attr, spec in _SPEC_SUFFIX.items()}
+_Z_MLPS = ("prior_mu", "prior_logvar", "post_mu", "post_logvar")  # the four MLPs inside the z loop
+
+
+def clipped_leaky_relu(v, clip):
+    """f(v) = clip(max(v, v/3), −clip, clip); `where` gives the kink v = 0 ref's left slope 1/3."""
+    return torch.where(v > 0, v, v / 3.0).clamp(-clip, clip)
+
+
+def variance_head(raw, var_floor):
+    """logvar = log(exp(raw) + var_floor), as a log-sum-exp so that it never overflows."""
+    return torch.logaddexp(raw, raw.new_tensor(math.log(var_floor))) if var_floor > 0 else raw
+
+
+def bernoulli_log_prob(x, logits):
+    """log Bern(x | σ(l)) summed over the last axis, from logits."""
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+
+
+def gaussian_log_prob(x, mu, logvar):
+    """log N(x | mu, exp(logvar)) summed over the last axis, with its −½ log 2π per dimension."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (x - mu) ** 2 * torch.exp(-logvar)).sum(-1)
+
+
+def gaussian_kl(mu_q, logvar_q, mu_p, logvar_p):
+    """KL(N(mu_q, exp(logvar_q)) ‖ N(mu_p, exp(logvar_p))) summed over the last axis (as ref.distributions)."""
+    return 0.5 * (logvar_p - logvar_q + torch.exp(logvar_q - logvar_p)
+                  + (mu_q - mu_p) ** 2 * torch.exp(-logvar_p) - 1.0).sum(-1)
+
+
+def _dense_stack(n_in, width, num_layers):
+    """Layers "0" … "k−1" of a hidden stack (Linear, W of shape (out, in) as SPEC.md's)."""
+    layers = {}
+    for k in range(num_layers):
+        layers[str(k)], n_in = nn.Linear(n_in, width), width
+    return layers, n_in
+
+
+class SRNN(nn.Module):
+    """The SRNN of SPEC.md as an nn.Module, initialised as `ref.init_params(config, seed)`.
+
+    config: a `ref.Config`. Move it with `.to(device, dtype)` like any module.
+    Entry points: `elbo`, `elbo_and_states` (truncated BPTT), `log_importance_weights`,
+    `iw_bound`, `sample`; `load_params` / `export_params` under SPEC.md's names.
+    """
+
+    def __init__(self, config: Config, seed: int = 0):
+        super().__init__()
+        c = self.config = config
+        self.embed = nn.ModuleDict(_dense_stack(c.x_dim, c.h_dim, c.embed_layers)[0])
+        self.gru_d = nn.GRU(c.e_dim, c.d_dim, batch_first=True)
+        if c.inference == "smoothing":
+            self.gru_a = nn.GRU(c.d_dim + c.e_dim, c.a_dim, batch_first=True)
+        else:
+            self.filter = nn.ModuleDict(_dense_stack(c.d_dim + c.e_dim, c.a_dim, c.mlp_layers)[0])
+        for name, n_cond in zip(_Z_MLPS, (c.d_dim, c.d_dim, a_width(c), a_width(c))):
+            setattr(self, name, self._mlp(n_cond + c.z_dim, {"out": c.z_dim}))
+        self.emit = self._mlp(c.d_dim + c.z_dim, {"out": c.x_dim} if c.emission == "bernoulli"
+                              else {"mu": c.x_dim, "logvar": c.x_dim})
+        self.load_params(init_params(config, seed))
+
+    def _mlp(self, n_in, heads):
+        layers, n_hidden = _dense_stack(n_in, self.config.h_dim, self.config.mlp_layers)
+        return nn.ModuleDict({**layers, **{name: nn.Linear(n_hidden, n_out) for name, n_out in heads.items()}})
+
+    # -----------------------------------------------------------------------------------
+    # Parameters under SPEC.md's names
+    # -----------------------------------------------------------------------------------
+
+    def export_params(self) -> dict:
+        """Every parameter under its SPEC.md name, as float NumPy arrays on the CPU."""
+        return {_spec_name(key): value.detach().cpu().numpy().copy() for key, value in self.named_parameters()}
+
+    def load_params(self, mapping) -> "SRNN":
+        """Copy parameters (NumPy arrays or tensors under SPEC.md's names) into the module,
+        in its own dtype and device; names and shapes must be exactly this config's."""
+        check_params({k: numpy.empty(tuple(v.shape)) for k, v in mapping.items()}, self.config)
+        own = dict(self.named_parameters())
+        with torch.no_grad():
+            for name, value in mapping.items():
+                target = own[_torch_name(name)]
+                target.copy_(torch.as_tensor(value).to(dtype=target.dtype, device=target.device))
+        return self
+
+    # -----------------------------------------------------------------------------------
+    # Building blocks
+    # -----------------------------------------------------------------------------------
+
+    def _hidden_stack(self, layers, v, num_layers):
+        """Hidden layers "0" … "k−1" of `layers`, each f(W v + b); the identity when k = 0."""
+        for k in range(num_layers):
+            v = clipped_leaky_relu(layers[str(k)](v), self.config.clip)
+        return v
+
+    def feature_extractor(self, v):
+        """e(v): the `embed` hidden stack shared by u_t and x_t. (..., x_dim) -> (..., e_dim)"""
+        return self._hidden_stack(self.embed, v, self.config.embed_layers)
+
+    def emission(self, d, z):
+        """Emission p(x_t | z_t, d_t) — eq. (1): logits (Bernoulli) or (mu, logvar) (Gaussian)."""
+        h = self._hidden_stack(self.emit, torch.cat([d, z], -1), self.config.mlp_layers)
+        if self.config.emission == "bernoulli":
+            return self.emit["out"](h)
+        return self.emit["mu"](h), variance_head(self.emit["logvar"](h), self.config.var_floor)
+
+    def emission_log_prob(self, x, d, z):
+        """log p(x_t | z_t, d_t) for every step at once — eq. (1). (..., x_dim) -> (...)"""
+        if self.config.emission == "bernoulli":
+            return bernoulli_log_prob(x, self.emission(d, z))
+        return gaussian_log_prob(x, *self.emission(d, z))
+
+    # -----------------------------------------------------------------------------------
+    # The recurrences
+    # -----------------------------------------------------------------------------------
+
+    def deterministic_layer(self, e_u, d_0):
+        """Deterministic states d_t = GRU_d(d_{t−1}, e(u_t)) — eq. (2).
+
+        e_u: (B, T, e_dim); d_0: (B, d_dim). Returns d: (B, T, d_dim).
+        """
+        return self.gru_d(e_u, d_0[None].contiguous())[0]
+
+    def inference_network(self, d, e_x, lengths):
+        """The states a_t of q(z_t | z_{t−1}, a_t) — eq. (5).
+
+        smoothing: a_t = GRU_a(a_{t+1}, [d_t, e(x_t)]) backwards from each T_i with
+        a_{T_i+1} = 0: each valid prefix is reversed in place, run forwards, and reversed back.
+        filtering: the `filter` hidden stack on [d_t, e(x_t)].
+        d: (B, T, d_dim); e_x: (B, T, e_dim); lengths: (B,) T_i. Returns a: (B, T, a_width).
+        """
+        v = torch.cat([d, e_x], -1)  # (B, T, d_dim + e_dim)
+        if self.config.inference == "filtering":
+            return self._hidden_stack(self.filter, v, self.config.mlp_layers)
+        T = v.shape[1]
+        t = torch.arange(T, device=v.device)
+        # row i: T_i − 1 … 0 on its valid prefix, then the padded steps where they are (an involution)
+        order = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)[..., None]  # (B, T, 1)
+        a_reversed = self.gru_a(v.gather(1, order.expand_as(v)))[0]
+        return a_reversed.gather(1, order.expand_as(a_reversed))
+
+    def _z_step_weights(self, n_prior, n_post):
+        """The four prior / posterior MLPs split for the loop over time.
+
+        Returns (cond_prior, cond_post, W_z, stacked): the first layers' parts acting on
+        d_t (cond_prior: (W, b) of the two prior MLPs, concatenated) and on a_t
+        (cond_post), their z_{t−1} parts as one matrix W_z (4·width, z_dim), and the
+        remaining layers (hidden 1 … k−1, then out) of the four MLPs as stacked
+        (W (4, in, out), b (4, 1, out)) for batched products. With mlp_layers = 0 the
+        first layer is the output layer and `stacked` is empty.
+        """
+        mlps = [getattr(self, name) for name in _Z_MLPS]
+        first = "0" if self.config.mlp_layers else "out"
+        W = [m[first].weight for m in mlps]
+        b = [m[first].bias for m in mlps]
+        cond_prior = (torch.cat([W[0][:, :n_prior], W[1][:, :n_prior]]), torch.cat(b[:2]))
+        cond_post = (torch.cat([W[2][:, :n_post], W[3][:, :n_post]]), torch.cat(b[2:]))
+        W_z = torch.cat([W[0][:, n_prior:], W[1][:, n_prior:], W[2][:, n_post:], W[3][:, n_post:]])
+        rest = [str(k) for k in range(1, self.config.mlp_layers)] + (["out"] if self.config.mlp_layers else [])
+        stacked = [(torch.stack([m[k].weight.T for m in mlps]), torch.stack([m[k].bias[None] for m in mlps]))
+                   for k in rest]
+        return cond_prior, cond_post, W_z, stacked
+
+    def stochastic_layer(self, d, a, eps, z_0):
+        """One sampled path z_{1:T} ~ Π_t q(z_t | z_{t−1}, a_t), with the prior at each step — eq. (5)–(7).
+
+        Prior p(z_t | z_{t−1}, d_t) = N(mu_p, exp(logvar_p)), posterior q(z_t | z_{t−1}, a_t)
+        = N(mu_q, exp(logvar_q)) (mu_q = mu_p + MLP output with Resq), z_t = mu_q +
+        exp(logvar_q / 2) ⊙ eps_t.
+        d: (B, T, d_dim); a: (B, T, a_width); eps: (B, T, z_dim); z_0: (B, z_dim).
+        Returns z, mu_p, logvar_p, mu_q, logvar_q, each (B, T, z_dim).
+        """
+        c = self.config
+        (W_d, b_d), (W_a, b_a), W_z, stacked = self._z_step_weights(d.shape[-1], a.shape[-1])
+        # the parts of the first layers that do not depend on z, for all steps; time-major for the loop
+        cond = torch.cat([F.linear(d, W_d, b_d), F.linear(a, W_a, b_a)], -1).transpose(0, 1)  # (T, B, 4·width)
+        eps = eps.transpose(0, 1)                                                             # (T, B, z_dim)
+        B, width = cond.shape[1], W_z.shape[0] // 4
+        z_tm1, steps = z_0, []
+        for t in range(len(cond)):
+            pre = cond[t] + z_tm1 @ W_z.T                        # (B, 4·width): first layers of the four MLPs
+            out = pre.view(B, 4, width).transpose(0, 1)          # (4, B, width)
+            for W, b in stacked:                                 # hidden layers 1…k−1, then out
+                out = torch.baddbmm(b, clipped_leaky_relu(out, c.clip), W)
+            mu_p, logvar_p = out[0], variance_head(out[1], c.var_floor)
+            mu_q, logvar_q = out[2] + mu_p if c.residual_q else out[2], variance_head(out[3], c.var_floor)
+            z_t = mu_q + torch.exp(0.5 * logvar_q) * eps[t]     # reparameterisation
+            steps.append((z_t, mu_p, logvar_p, mu_q, logvar_q))
+            z_tm1 = z_t
+        return tuple(torch.stack(seq, 1) for seq in zip(*steps))
+
+    # -----------------------------------------------------------------------------------
+    # Bounds
+    # -----------------------------------------------------------------------------------
+
+    def forward(self, u, x, mask, eps, kl_weight=1.0, d_0=None, z_0=None):
+        """`elbo_and_states`: the call DistributedDataParallel wraps."""
+        return self.elbo_and_states(u, x, mask, eps, kl_weight, d_0, z_0)
+
+    def elbo(self, u, x, mask, eps, kl_weight=1.0):
+        """Per-sequence ELBO L_i = Σ_{t ≤ T_i} [log p(x_t | z_t, d_t) − β KL(q ‖ p)] — eq. (4), (6).
+
+        u, x: (B, T, x_dim); mask: (B, T); eps: (B, T, z_dim); tensors of the module's
+        device and dtype. Returns L: (B,).
+        """
+        return self.elbo_and_states(u, x, mask, eps, kl_weight)[0]
+
+    def elbo_and_states(self, u, x, mask, eps, kl_weight=1.0, d_0=None, z_0=None):
+        """The ELBO from initial states (d_0, z_0) (zeros by default), and the states at each
+        T_i, the next chunk's (d_0, z_0) in truncated BPTT. Returns L (B,), d_last, z_last."""
+        u, x, mask, eps, d_0, z_0, lengths = self._inputs(u, x, mask, eps, d_0, z_0)
+        d, a = self._deterministic_and_inference_states(u, x, lengths, d_0)
+        z, mu_p, logvar_p, mu_q, logvar_q = self.stochastic_layer(d, a, eps, z_0)
+        log_px = self.emission_log_prob(x, d, z)                                  # (B, T)
+        kl = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)                          # (B, T), eq. (6)
+        L = (mask * (log_px - kl_weight * kl)).sum(1)                             # (B,)
+        rows = torch.arange(len(lengths), device=u.device)
+        return L, d[rows, lengths - 1], z[rows, lengths - 1]
+
+    def log_importance_weights(self, u, x, mask, eps, d_0=None, z_0=None):
+        """log w_k = Σ_{t ≤ T_i} [log p(x_t | z_t^k, d_t) + log p(z_t^k | ·) − log q(z_t^k | ·)].
+
+        eps: (K, B, T, z_dim). The K paths run as one batch of K·B rows (path k in rows
+        kB … kB+B−1); d and a are computed once. Returns (K, B).
+        """
+        if eps.dim() != 4:
+            raise InputError(f"eps must have shape (K, B, T, z_dim) for the importance-weighted bound, "
+                             f"got {tuple(eps.shape)}")
+        K = eps.shape[0]
+        u, x, mask, _, d_0, z_0, lengths = self._inputs(u, x, mask, eps[0], d_0, z_0)
+        d, a = self._deterministic_and_inference_states(u, x, lengths, d_0)
+        tile = lambda v: v.repeat(K, *([1] * (v.dim() - 1)))  # (B, ...) -> (K·B, ...)
+        eps_paths = eps.reshape(-1, *eps.shape[2:]) * tile(mask)[..., None]
+        z, mu_p, logvar_p, mu_q, logvar_q = self.stochastic_layer(tile(d), tile(a), eps_paths, tile(z_0))
+        log_w = (self.emission_log_prob(tile(x), tile(d), z)
+                 + gaussian_log_prob(z, mu_p, logvar_p) - gaussian_log_prob(z, mu_q, logvar_q))  # (K·B, T)
+        return (tile(mask) * log_w).sum(1).view(K, -1)
+
+    def iw_bound(self, u, x, mask, eps, d_0=None, z_0=None):
+        """Importance-weighted bound log (1/K) Σ_k w_k per sequence, K = eps.shape[0]. Returns (B,)."""
+        log_w = self.log_importance_weights(u, x, mask, eps, d_0, z_0)
+        return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+
+    def _deterministic_and_inference_states(self, u, x, lengths, d_0):
+        d = self.deterministic_layer(self.feature_extractor(u), d_0)
+        return d, self.inference_network(d, self.feature_extractor(x), lengths)
+
+    # -----------------------------------------------------------------------------------
+    # Ancestral sampling, eq. (1)–(2)
+    # -----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, eps_z, noise_x, u_1=None, return_states=False):
+        """Draw x_{1:T} from the generative model, feeding each x_t back as u_{t+1} (as ref.sample).
+
+        eps_z: (B, T, z_dim) standard normal; noise_x: (B, T, x_dim), uniform (Bernoulli)
+        or standard normal (Gaussian), from `ref.draw_sample_noise`; u_1: (B, x_dim), zeros
+        by default. Returns x (B, T, x_dim), with return_states also d and z.
+        """
+        c = self.config
+        eps_z, noise_x = (self._tensor(v) for v in (eps_z, noise_x))
+        B, T = eps_z.shape[:2]
+        if eps_z.shape != (B, T, c.z_dim) or noise_x.shape != (B, T, c.x_dim):
+            raise InputError(f"sample noise must have shapes (B, T, z_dim={c.z_dim}) and (B, T, x_dim={c.x_dim}), "
+                             f"got {tuple(eps_z.shape)} and {tuple(noise_x.shape)}")
+        u_t = eps_z.new_zeros(B, c.x_dim) if u_1 is None else self._tensor(u_1)
+        if u_t.shape != (B, c.x_dim):
+            raise InputError(f"u_1 must have shape {(B, c.x_dim)}, got {tuple(u_t.shape)}")
+        d_t, z_t = eps_z.new_zeros(B, c.d_dim), eps_z.new_zeros(B, c.z_dim)
+        x, d, z = [], [], []
+        for t in range(T):
+            d_t = self.deterministic_layer(self.feature_extractor(u_t)[:, None], d_t)[:, 0]
+            v = torch.cat([d_t, z_t], -1)
+            mu_p = self._mlp_forward(self.prior_mu, v)
+            logvar_p = variance_head(self._mlp_forward(self.prior_logvar, v), c.var_floor)
+            z_t = mu_p + torch.exp(0.5 * logvar_p) * eps_z[:, t]
+            out = self.emission(d_t, z_t)
+            if c.emission == "bernoulli":
+                x_t = (noise_x[:, t] < torch.sigmoid(out)).to(eps_z.dtype)
+            else:
+                x_t = out[0] + torch.exp(0.5 * out[1]) * noise_x[:, t]
+            x.append(x_t), d.append(d_t), z.append(z_t)
+            u_t = x_t
+        x, d, z = (torch.stack(v, 1) for v in (x, d, z))
+        return (x, d, z) if return_states else x
+
+    def _mlp_forward(self, layers, v):
+        return layers["out"](self._hidden_stack(layers, v, self.config.mlp_layers))
+
+    # -----------------------------------------------------------------------------------
+    # Input checks: the problems ref names, named the same way
+    # -----------------------------------------------------------------------------------
+
+    def _tensor(self, v):
+        """v as a tensor of the module's dtype and device."""
+        p = self.gru_d.weight_hh_l0
+        return torch.as_tensor(v).to(dtype=p.dtype, device=p.device)
+
+    def _inputs(self, u, x, mask, eps, d_0, z_0):
+        """Check shapes and values (one device sync), zero the padded steps.
+
+        Returns u, x, mask, eps, d_0, z_0 as tensors of the module's dtype, and lengths (B,).
+        """
+        c = self.config
+        u, x, mask, eps = (self._tensor(v) for v in (u, x, mask, eps))
+        if x.dim() != 3 or x.shape[2] != c.x_dim:
+            raise InputError(f"x must have shape (B, T, x_dim={c.x_dim}), got {tuple(x.shape)}")
+        B, T, _ = x.shape
+        if T == 0:
+            raise InputError("every mask row needs at least one valid step (mask[:, 0] == 1)")
+        if u.shape != x.shape:
+            raise InputError(f"u must have the shape of x {tuple(x.shape)}, got {tuple(u.shape)}")
+        if eps.shape != (B, T, c.z_dim):
+            raise InputError(f"eps must have shape (B, T, z_dim) = {(B, T, c.z_dim)}, got {tuple(eps.shape)}")
+        if mask.shape != (B, T):
+            raise InputError(f"mask must have shape {(B, T)}, got {tuple(mask.shape)}")
+        d_0 = x.new_zeros(B, c.d_dim) if d_0 is None else self._state("d_0", d_0, (B, c.d_dim))
+        z_0 = x.new_zeros(B, c.z_dim) if z_0 is None else self._state("z_0", z_0, (B, c.z_dim))
+        valid = mask[..., None] == 1
+        checks = torch.stack([
+            ((mask == 0) | (mask == 1)).all(),
+            (mask[:, 0] == 1).all(),
+            (mask[:, 1:] <= mask[:, :-1]).all(),
+            *(torch.isfinite(v).all() for v in (u, x, eps, d_0, z_0)),
+            ((x == 0) | (x == 1) | ~valid).all() if c.emission == "bernoulli" else torch.ones((), dtype=torch.bool),
+        ]).tolist()  # one transfer from the device for all checks
+        problems = ("mask must hold only 0 and 1",
+                    "every mask row needs at least one valid step (mask[:, 0] == 1)",
+                    "mask rows must be a left-aligned valid prefix: ones, then only zeros",
+                    *(f"{name} holds NaN or inf values (padded steps too must be finite)"
+                      for name in ("u", "x", "eps", "d_0", "z_0")),
+                    "x must be a binary piano roll (0/1) on valid steps for Bernoulli emission")
+        for ok, problem in zip(checks, problems):
+            if not ok:
+                raise InputError(problem)
+        lengths = mask.sum(1).long()
+        # padded steps are zeroed so that no finite value there can overflow into a masked term
+        return u * valid, x * valid, mask, eps * valid, d_0, z_0, lengths
+
+    def _state(self, name, v, shape):
+        v = self._tensor(v)
+        if v.shape != shape:
+            raise InputError(f"{name} must have shape {shape}, got {tuple(v.shape)}")
+        return v
+
+
+def _spec_name(key):
+    """State-dict key -> SPEC.md name: `prior_mu.0.weight` -> `prior_mu.0.W`."""
+    prefix, attr = key.rsplit(".", 1)
+    return f"{prefix}.{_SPEC_SUFFIX[attr]}"
+
+
+def _torch_name(name):
+    """SPEC.md name -> state-dict key: `gru_d.W_ih` -> `gru_d.weight_ih_l0`."""
+    prefix, suffix = name.rsplit(".", 1)
+    return f"{prefix}.{_TORCH_SUFFIX[suffix]}"
