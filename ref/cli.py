@@ -4,13 +4,14 @@
     srnn train --dataset jsb --variant srnn2016   # the paper's setting
     srnn evaluate --run-dir runs/jsb-srnn2016-paper --iw-samples 100
     srnn sample --run-dir runs/jsb-srnn2016-paper --num 4 --length 200 --out samples
+    srnn train --impl torch --device cuda ...     # torch_impl on a GPU
+    torchrun --nproc-per-node 2 -m ref.cli train --impl torch ...   # data-parallel
 
 Any error the user can act on ends as one line `srnn: error: ...` with exit status 2;
 Ctrl-C ends with one line and status 130.
 """
 import argparse
 import dataclasses
-import importlib
 import sys
 from pathlib import Path
 
@@ -19,11 +20,9 @@ from .config import BACKENDS, DTYPES, INFERENCE, PRESETS, Config, TrainConfig, p
 from .data import DATASETS, VARIANTS, load_dataset
 from .errors import ConfigError, DataError, SRNNError
 from .music import piano_roll_png, write_midi
-from .train import format_metrics, read_run_config
+from .train import RefEngine, evaluate, format_metrics, generate, read_run_config, train
 
-# Implementations the CLI can run: name -> module providing train, evaluate and generate
-# (as ref/train.py does). torch_impl plugs in here in issue 4.
-IMPLEMENTATIONS = {"ref": "ref.train"}
+IMPLEMENTATIONS = ("ref", "torch")  # the engines of ref.train's loops: RefEngine, torch_impl's TorchEngine
 
 MODEL_HELP = {
     "d_dim": "units of the deterministic GRU state d_t",
@@ -53,7 +52,7 @@ TRAIN_HELP = {
     "iw_samples": "K, paths of the importance-weighted bound on the test split",
     "seed": "seed of parameter initialisation, batch order and noise",
     "dtype": "float64 or float32",
-    "backend": "numba (compiled kernels with hand-derived gradients) or numpy (the readable loops); "
+    "backend": "--impl ref: numba (compiled kernels with hand-derived gradients) or numpy (the readable loops); "
                "both compute the same numbers",
 }
 
@@ -86,7 +85,11 @@ def build_parser():
     parser = _Parser(prog="srnn", description="Stochastic recurrent neural networks (Fraccaro et al., NIPS 2016) "
                                                "for polyphonic music.")
     common = _Parser(add_help=False)
-    common.add_argument("--impl", choices=tuple(IMPLEMENTATIONS), default="ref", help="implementation to run (default: ref)")
+    common.add_argument("--impl", choices=IMPLEMENTATIONS, default="ref",
+                        help="implementation to run: ref (NumPy + autograd, numba) or torch (PyTorch) (default: ref)")
+    common.add_argument("--device", help="--impl torch: cpu, cuda or cuda:N (default: cuda when available, else cpu)")
+    common.add_argument("--bf16", action="store_true",
+                        help="--impl torch: forward passes under bfloat16 autocast (GPUs; needs --dtype float32)")
     commands = parser.add_subparsers(title="commands", required=True, metavar="{train,evaluate,sample}")
 
     train = commands.add_parser("train", parents=[common], help="train a model (the synthetic data by default)",
@@ -146,7 +149,6 @@ def _train(args):
                    if getattr(args, f.name) is not None}
     tc = TrainConfig(**train_flags)
     run_dir = args.run_dir or _default_run_dir(tc, args.preset)
-    impl = _implementation(args.impl)
     if args.resume:
         # the run's saved settings, with the flags given here; train() refuses any change but epochs
         config, saved_tc = read_run_config(run_dir)
@@ -154,7 +156,7 @@ def _train(args):
         tc = dataclasses.replace(saved_tc, **train_flags)
     else:
         config = preset(args.preset, **model_flags)
-    impl.train(run_dir, config, tc, data_dir=args.data_dir, resume=args.resume)
+    train(run_dir, config, tc, args.data_dir, args.resume, _engine(args, config, tc.dtype, tc.backend))
 
 
 def _default_run_dir(tc, preset_name):
@@ -163,25 +165,25 @@ def _default_run_dir(tc, preset_name):
 
 
 def _evaluate(args):
-    impl = _implementation(args.impl)
     params, config, tc = _load(args)
     if args.iw_samples is not None and args.iw_samples < 1:
         raise ConfigError(f"--iw-samples must be at least 1, got {args.iw_samples}")
     K = args.iw_samples or tc.iw_samples
     dataset = load_dataset(tc.dataset, tc.variant, args.data_dir)
-    metrics = impl.evaluate(params, config, getattr(dataset, args.split), K, args.seed, dataset.teacher, args.backend)
+    engine = _engine(args, config, tc.dtype, args.backend).load(params)
+    teacher = engine.like(*dataset.teacher) if dataset.teacher else None
+    metrics = evaluate(engine, getattr(dataset, args.split), K, args.seed, teacher)
     print(f"{tc.dataset} ({dataset.variant}), {args.split} split:")
     print(format_metrics(metrics))
 
 
 def _sample(args):
-    impl = _implementation(args.impl)
-    params, config, _ = _load(args)
+    params, config, tc = _load(args)
     if args.num < 1 or args.length < 1:
         raise ConfigError(f"--num and --length must be at least 1, got {args.num} and {args.length}")
     if config.emission != "bernoulli":
         raise ConfigError("sample writes piano rolls, which need a model with bernoulli emission")
-    rolls = impl.generate(params, config, args.num, args.length, args.seed)
+    rolls = generate(_engine(args, config, tc.dtype, tc.backend).load(params), args.num, args.length, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     for i, roll in enumerate(rolls):
         stem = args.out / f"sample_{i:03d}"
@@ -199,8 +201,17 @@ def _load(args):
     return ckpt.params, ckpt.config, ckpt.train_config
 
 
-def _implementation(name):
-    return importlib.import_module(IMPLEMENTATIONS[name])
+def _engine(args, config, dtype, backend):
+    """The engine of --impl: RefEngine on `backend`, or torch_impl's TorchEngine on --device."""
+    if args.impl == "ref":
+        if args.device is not None or args.bf16:
+            raise ConfigError("--device and --bf16 are options of --impl torch")
+        return RefEngine(config, dtype, backend)
+    try:
+        from torch_impl.train import TorchEngine
+    except ImportError as e:
+        raise ConfigError(f"--impl torch needs PyTorch ({e}); install it with: pip install 'srnn[torch]'") from None
+    return TorchEngine(config, dtype, args.device, args.bf16)
 
 
 if __name__ == "__main__":

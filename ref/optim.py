@@ -3,7 +3,9 @@ two schedules (KL annealing, learning-rate decay) of the paper's training code.
 
 Parameters, gradients and Adam's moments are all `dict[str, np.ndarray]` with the
 parameter names of SPEC.md, so an optimizer state can be checkpointed next to the
-parameters under the same names. Nothing here mutates its arguments.
+parameters under the same names. Nothing here mutates its arguments. The updates use
+only arithmetic operators and array methods, so the same code steps torch tensors too
+(torch_impl's trainer), on whatever device they live.
 
 The schedules count epochs from 0 and batches from 0 within an epoch.
 """
@@ -42,13 +44,13 @@ def adam_update(params, grads, state, lr, eps=1e-4, beta1=0.9, beta2=0.999):
     for name, g in grads.items():
         m[name] = beta1 * state["m"][name] + (1.0 - beta1) * g
         v[name] = beta2 * state["v"][name] + (1.0 - beta2) * g * g
-        new_params[name] = params[name] - step_size * m[name] / (np.sqrt(v[name]) + eps)
+        new_params[name] = params[name] - step_size * m[name] / (v[name] ** 0.5 + eps)
     return new_params, {"step": t, "m": m, "v": v}
 
 
 def global_norm(grads):
     """The Euclidean norm of all gradients taken together, sqrt(sum_i ||g_i||^2)."""
-    return float(np.sqrt(sum(np.sum(g * g) for g in grads.values())))
+    return float(sum((g * g).sum() for g in grads.values())) ** 0.5  # one transfer from a GPU
 
 
 def clip_gradients(grads, max_norm=1.0, clip_value=10.0):
@@ -63,7 +65,7 @@ def clip_gradients(grads, max_norm=1.0, clip_value=10.0):
     norm = global_norm(grads)
     # max(norm, max_norm) keeps the scale at 1 below the threshold and avoids 0/0
     scale = max_norm / max(norm, max_norm)
-    clipped = {name: np.clip(g * scale, -clip_value, clip_value) for name, g in grads.items()}
+    clipped = {name: (g * scale).clip(-clip_value, clip_value) for name, g in grads.items()}
     return clipped, norm
 
 

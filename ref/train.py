@@ -10,7 +10,11 @@ then divided by 1.2 every epoch (ref/optim.py). Departures, each for a stated re
 - every epoch's randomness (batch order, noise) comes from a generator seeded by
   (seed, epoch), so a resumed run reproduces an uninterrupted one exactly.
 
-A run directory holds: config.json, metrics.jsonl (one line per epoch), best.npz,
+The loops are shared by both implementations: what computes is an engine (RefEngine
+here, torch_impl.train.TorchEngine for PyTorch, on a CPU, a GPU or several processes),
+and the loops own everything else: data order, noise, schedules, files.
+
+A run directory holds: config.json (with the implementation that ran), metrics.jsonl (one line per epoch), best.npz,
 last.npz (with the optimizer state, for `resume`), learning_curve.png and, at the end,
 test_metrics.json. Checkpoints and JSON files are replaced atomically, so after Ctrl-C
 or a crash the last completed epoch is intact.
@@ -46,27 +50,92 @@ EVAL_MEMORY = 512 * 2**20  # bytes of per-step model states one evaluation chunk
 RESUMABLE_CHANGES = ("epochs", "backend")  # a resumed run may change these and still compute the same
 
 
-def train(run_dir, config, train_config, data_dir=None, resume=False):
+class RefEngine:
+    """ref's side of the loops in this module: parameters and Adam's state as NumPy dicts
+    under SPEC.md's names, gradients by autograd, the recurrences on `backend`.
+
+    An engine is all the loops know of an implementation; torch_impl.train.TorchEngine
+    has the same methods. `load` / `state` move parameters and Adam's state in and out
+    as NumPy dicts (what checkpoints hold); `train_batch` takes one optimizer step and
+    returns ΣL_i of the batch with the states to carry; `elbo_and_states`,
+    `log_importance_weights` and `sample` use the current parameters. The carried states
+    (d, z) are opaque to the loops. `is_main` is False only in the data-parallel worker
+    processes of torch_impl, which train but leave files, validation and printing to rank 0.
+    """
+
+    is_main = True
+
+    def __init__(self, config, dtype="float64", backend="numba"):
+        self.config, self.dtype, self.backend = config, dtype, backend
+        self.params = self.adam = None
+
+    def describe(self):
+        """What ran, for config.json."""
+        return {"impl": "ref", "backend": self.backend, "dtype": self.dtype}
+
+    def like(self, config, params):
+        """An engine with the same settings for another model (the synthetic data's teacher)."""
+        return RefEngine(config, self.dtype, self.backend).load(params)
+
+    def load(self, params, adam=None):
+        self.params = {name: np.asarray(value, self.dtype) for name, value in params.items()}
+        self.adam = adam if adam is not None else adam_init(self.params)
+        return self
+
+    def state(self):
+        return self.params, self.adam
+
+    def train_batch(self, batch, eps, beta, lr, d_0, z_0, tc):
+        grads, (L, d_last, z_last) = _loss_grad_and_aux(self.params, batch.u, batch.x, batch.mask, eps, beta,
+                                                         d_0, z_0, self.config, self.backend)
+        grads, _ = clip_gradients(grads, tc.max_grad_norm, tc.clip_value)
+        self.params, self.adam = adam_update(self.params, grads, self.adam, lr, tc.adam_eps)
+        # the states become the next batch's constants (truncated BPTT)
+        return float(np.sum(getval(L))), getval(d_last), getval(z_last)
+
+    def elbo_and_states(self, batch, eps, d_0, z_0):
+        return elbo_and_states(self.params, batch.u, batch.x, batch.mask, eps, self.config, 1.0, d_0, z_0,
+                               self.backend)
+
+    def log_importance_weights(self, batch, eps, d_0, z_0):
+        return log_importance_weights(self.params, batch.u, batch.x, batch.mask, eps, self.config, d_0, z_0,
+                                      self.backend)
+
+    def sample(self, eps_z, noise_x):
+        return sample(self.params, self.config, eps_z, noise_x)
+
+
+def train(run_dir, config, train_config, data_dir=None, resume=False, engine=None):
     """Train an SRNN in `run_dir`, then evaluate its best checkpoint on the test split.
 
     config: the model's Config; train_config: a TrainConfig; data_dir: where the data
     files are (see ref.data.resolve_data_dir). resume: continue the run in `run_dir`
-    from last.npz; `config` must be the run's and only `train_config.epochs` may change.
-    Returns the test metrics (as written to test_metrics.json).
+    from last.npz; `config` must be the run's and only RESUMABLE_CHANGES may differ.
+    engine: the implementation that computes (default: RefEngine with the TrainConfig's
+    dtype and backend; torch_impl.train.TorchEngine for PyTorch). A run may resume on
+    another engine: checkpoints hold the same arrays whichever wrote them.
+    Returns the test metrics (as written to test_metrics.json), None in worker processes.
     """
     run_dir, tc = Path(run_dir), train_config
+    engine = engine or RefEngine(config, tc.dtype, tc.backend)
     dataset = load_dataset(tc.dataset, tc.variant, data_dir)
     _check_fits(config, tc, dataset)
-    params, adam, start, best_valid, history = _start(run_dir, config, tc, resume)
-    print(f"srnn: training {tc.dataset} ({dataset.variant}) in {run_dir}, epochs {start + 1}..{tc.epochs}")
+    params, adam, start, best_valid, history = _start(run_dir, config, tc, resume, engine)
+    engine.load(params, adam)
+    main = engine.is_main
+    if main:
+        print(f"srnn: training {tc.dataset} ({dataset.variant}) in {run_dir}, epochs {start + 1}..{tc.epochs}")
     last_path = run_dir / "last.npz"
     try:
         for epoch in range(start, tc.epochs):
             seconds = time.perf_counter()
-            params, adam, stats = _train_epoch(params, adam, config, tc, dataset.train, epoch)
+            stats = _train_epoch(engine, tc, dataset.train, epoch)
+            if not main:
+                continue
             record = {"epoch": epoch + 1, **stats, "valid": None}
+            params, adam = engine.state()
             if (epoch + 1) % tc.valid_every == 0 or epoch + 1 == tc.epochs:
-                record["valid"] = evaluate(params, config, dataset.valid, 0, tc.seed, backend=tc.backend)["elbo"]
+                record["valid"] = evaluate(engine, dataset.valid, 0, tc.seed)["elbo"]
                 if record["valid"]["sequence_averaged"] > best_valid:
                     best_valid = record["valid"]["sequence_averaged"]
                     checkpoint.save(run_dir / "best.npz", params, config, tc, {"epoch": epoch + 1})
@@ -82,8 +151,11 @@ def train(run_dir, config, train_config, data_dir=None, resume=False):
         saved = f"epoch {done} is saved in {last_path}" if done else "no epoch had finished"
         raise KeyboardInterrupt(
             f"interrupted; {saved}; continue with: srnn train --run-dir {run_dir} --resume") from None
+    if not main:
+        return None
     best = checkpoint.load(run_dir / "best.npz")
-    metrics = evaluate(best.params, config, dataset.test, tc.iw_samples, tc.seed, dataset.teacher, tc.backend)
+    teacher = engine.like(*dataset.teacher) if dataset.teacher else None
+    metrics = evaluate(engine.like(config, best.params), dataset.test, tc.iw_samples, tc.seed, teacher)
     metrics["epoch"] = best.state["epoch"]
     _write_json(run_dir / "test_metrics.json", metrics)
     print(f"test split, best checkpoint (epoch {metrics['epoch']}):")
@@ -101,8 +173,8 @@ def _check_fits(config, tc, dataset):
                           f"backpropagation through time; use batch size {streams}, not {tc.batch_size}")
 
 
-def _start(run_dir, config, tc, resume):
-    """A fresh run (config.json written) or the state of the one in run_dir.
+def _start(run_dir, config, tc, resume, engine):
+    """A fresh run (config.json written by the main process) or the state of the one in run_dir.
 
     Returns (params, adam_state, first_epoch, best_valid, history).
     """
@@ -112,16 +184,23 @@ def _start(run_dir, config, tc, resume):
             raise DataError(f"nothing to resume: {last_path} does not exist")
         last = checkpoint.load(last_path)
         _check_same_run(last.config, last.train_config, config, tc)
-        _write_json(run_dir / "config.json", {"model": config.to_dict(), "train": tc.to_dict()})
+        _write_run_config(run_dir, config, tc, engine)
         done = last.state["epoch"]
         history = [r for r in read_history(run_dir) if r["epoch"] <= done]
         return last.params, last.state["adam"], done, last.state["best_valid"], history
     if last_path.exists():
         raise ConfigError(f"{run_dir} already holds a run; continue it with --resume or choose another run directory")
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / "config.json", {"model": config.to_dict(), "train": tc.to_dict()})
+    _write_run_config(run_dir, config, tc, engine)
     params = {name: value.astype(tc.dtype) for name, value in init_params(config, tc.seed).items()}
-    return params, adam_init(params), 0, -math.inf, []
+    return params, None, 0, -math.inf, []
+
+
+def _write_run_config(run_dir, config, tc, engine):
+    """config.json: the model, the training settings, and the implementation that runs them."""
+    if engine.is_main:
+        _write_json(run_dir / "config.json",
+                    {"model": config.to_dict(), "train": tc.to_dict(), "implementation": engine.describe()})
 
 
 def _check_same_run(run_config, run_tc, config, tc):
@@ -146,10 +225,9 @@ def _loss(params, u, x, mask, eps, beta, d_0, z_0, config, backend):
 _loss_grad_and_aux = grad_and_aux(_loss)
 
 
-def _train_epoch(params, adam, config, tc, split, epoch):
-    """One pass over the training split. Returns (params, adam, stats).
-
-    stats: "train_elbo", ΣL/ΣT of the training objective (with each batch's KL weight, so
+def _train_epoch(engine, tc, split, epoch):
+    """One pass of `engine` over the training split. Returns the epoch's stats:
+    "train_elbo", ΣL/ΣT of the training objective (with each batch's KL weight, so
     the ELBO once annealing is over), the last batch's "kl_weight", and the epoch's "lr".
     """
     rng = np.random.default_rng([tc.seed, epoch])  # (seed, epoch): resuming replays the same draws
@@ -158,51 +236,47 @@ def _train_epoch(params, adam, config, tc, split, epoch):
     total_L = total_T = beta = 0.0
     d_0 = z_0 = None
     with tqdm(split.batches(tc.batch_size, rng), total=num_batches, desc=f"epoch {epoch + 1}/{tc.epochs}",
-              leave=False, disable=None, file=sys.stderr) as bar:
+              leave=False, disable=None if engine.is_main else True, file=sys.stderr) as bar:
         for b, batch in enumerate(bar):
             if not batch.carry:
                 d_0 = z_0 = None  # a new piece or a new epoch starts from zero states
             beta = kl_weight(epoch, b, num_batches, tc.kl_start, tc.kl_anneal_epochs)
-            eps = rng.standard_normal((*batch.mask.shape, config.z_dim))
-            grads, aux = _loss_grad_and_aux(params, batch.u, batch.x, batch.mask, eps, beta, d_0, z_0, config,
-                                            tc.backend)
-            # the states become the next batch's constants (truncated BPTT)
-            L, d_0, z_0 = (getval(v) for v in aux)
-            grads, _ = clip_gradients(grads, tc.max_grad_norm, tc.clip_value)
-            params, adam = adam_update(params, grads, adam, lr, tc.adam_eps)
-            total_L, total_T = total_L + float(np.sum(L)), total_T + float(np.sum(batch.mask))
+            eps = rng.standard_normal((*batch.mask.shape, engine.config.z_dim))
+            sum_L, d_0, z_0 = engine.train_batch(batch, eps, beta, lr, d_0, z_0, tc)
+            total_L, total_T = total_L + sum_L, total_T + float(np.sum(batch.mask))
             bar.set_postfix(elbo=f"{total_L / total_T:.4f}")
     if not math.isfinite(total_L):
         raise ConfigError(f"the training ELBO became {total_L} in epoch {epoch + 1}; try a smaller learning rate")
-    return params, adam, {"train_elbo": total_L / total_T, "kl_weight": beta, "lr": lr}
+    return {"train_elbo": total_L / total_T, "kl_weight": beta, "lr": lr}
 
 
-def evaluate(params, config, split, iw_samples, seed, teacher=None, backend="numba"):
+def evaluate(engine, split, iw_samples, seed, teacher=None):
     """SPEC.md's two metrics of the ELBO and of the K-path importance-weighted bound on a split.
 
-    params, config: the model; split: a ref.data.Split; iw_samples: K (0 = ELBO only);
+    engine: the model, loaded in an engine (RefEngine(config, dtype, backend).load(params),
+    or torch_impl's TorchEngine); split: a ref.data.Split; iw_samples: K (0 = ELBO only);
     seed: the noise generator's seed, so repeated evaluations are comparable;
-    teacher: Dataset.teacher of the synthetic data; when set (and K > 0), the teacher's
-    own K-path log-likelihood estimate on the same split is added as "teacher_iw";
-    backend: "numba" or "numpy" (see ref.bounds.BACKENDS), which compute the same numbers.
+    teacher: an engine holding the synthetic data's teacher (Dataset.teacher); when set
+    (and K > 0), its own K-path log-likelihood estimate on the same split is added as
+    "teacher_iw".
 
     Returns {"num_sequences", "num_frames", "elbo": {...}, "iw": {..., "K"} (if K > 0),
     "teacher_iw": {..., "K"} (if teacher)}, each {...} holding "sequence_averaged"
     (mean_i L_i/T_i), "frame_weighted" (ΣL_i/ΣT_i), both in nats per step, and their
     standard errors over sequences "sequence_averaged_se", "frame_weighted_se".
     """
-    elbos, bounds = per_sequence_bounds(params, config, split, iw_samples, seed, backend)
+    elbos, bounds = per_sequence_bounds(engine, split, iw_samples, seed)
     lengths = split.lengths
     metrics = {"num_sequences": len(split), "num_frames": split.num_frames, "elbo": summarize(elbos, lengths)}
     if iw_samples:
         metrics["iw"] = {"K": iw_samples, **summarize(bounds, lengths)}
     if teacher is not None and iw_samples:
-        teacher_bounds = per_sequence_bounds(teacher[1], teacher[0], split, iw_samples, seed, backend)[1]
+        teacher_bounds = per_sequence_bounds(teacher, split, iw_samples, seed)[1]
         metrics["teacher_iw"] = {"K": iw_samples, **summarize(teacher_bounds, lengths)}
     return metrics
 
 
-def per_sequence_bounds(params, config, split, iw_samples, seed, backend="numba"):
+def per_sequence_bounds(engine, split, iw_samples, seed):
     """The ELBO L_i and the K-path IW bound of every sequence of a split: two (N,) arrays.
 
     A split in stream layout is evaluated chunk by chunk with states carried across
@@ -211,6 +285,7 @@ def per_sequence_bounds(params, config, split, iw_samples, seed, backend="numba"
     iw_samples = 0 the second array is None.
     """
     rng = np.random.default_rng(seed)
+    config = engine.config
     batch_size = split.streams or _eval_batch_size(config, split.x.shape[1])
     elbos, bounds = [], []
     d_0 = z_0 = None
@@ -218,11 +293,10 @@ def per_sequence_bounds(params, config, split, iw_samples, seed, backend="numba"
         if not batch.carry:
             d_0 = z_0 = None
         eps = rng.standard_normal((*batch.mask.shape, config.z_dim))
-        L, d_last, z_last = elbo_and_states(params, batch.u, batch.x, batch.mask, eps, config, 1.0, d_0, z_0,
-                                            backend)
-        elbos.append(L)
+        L, d_last, z_last = engine.elbo_and_states(batch, eps, d_0, z_0)
+        elbos.append(np.asarray(L))
         if iw_samples:
-            bounds.append(_iw_bound(params, config, batch, iw_samples, rng, d_0, z_0, backend))
+            bounds.append(_iw_bound(engine, batch, iw_samples, rng, d_0, z_0))
         d_0, z_0 = d_last, z_last
     return np.concatenate(elbos), (np.concatenate(bounds) if iw_samples else None)
 
@@ -237,14 +311,14 @@ def _bytes_per_step(config):
     return 8 * (config.d_dim + config.a_dim + 5 * config.z_dim + 2 * config.h_dim + 3 * config.x_dim)
 
 
-def _iw_bound(params, config, batch, K, rng, d_0, z_0, backend):
+def _iw_bound(engine, batch, K, rng, d_0, z_0):
     """log (1/K) Σ_k w_k of each sequence, the K paths drawn and run in memory-bounded groups."""
-    B, T = batch.mask.shape
+    config, (B, T) = engine.config, batch.mask.shape
     group = int(max(1, min(K, EVAL_MEMORY // (B * T * _bytes_per_step(config)))))
     log_w = []
     for start in range(0, K, group):
         eps = rng.standard_normal((min(group, K - start), B, T, config.z_dim))
-        log_w.append(log_importance_weights(params, batch.u, batch.x, batch.mask, eps, config, d_0, z_0, backend))
+        log_w.append(np.asarray(engine.log_importance_weights(batch, eps, d_0, z_0)))
     return logsumexp(np.concatenate(log_w), axis=0) - np.log(K)
 
 
@@ -284,10 +358,10 @@ def format_metrics(metrics):
     return "\n".join(lines)
 
 
-def generate(params, config, num, length, seed):
-    """`num` piano rolls of `length` steps sampled from the model; (num, length, x_dim)."""
+def generate(engine, num, length, seed):
+    """`num` piano rolls of `length` steps sampled from the model in `engine`; (num, length, x_dim)."""
     rng = np.random.default_rng(seed)
-    return sample(params, config, *draw_sample_noise(rng, config, num, length))
+    return np.asarray(engine.sample(*draw_sample_noise(rng, engine.config, num, length)))
 
 
 def read_history(run_dir):

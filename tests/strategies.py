@@ -2,6 +2,7 @@
 import numpy as np
 
 import ref
+from ref.data import Dataset, Split
 
 TINY = dict(x_dim=5, d_dim=4, z_dim=3, a_dim=4, h_dim=6)
 
@@ -41,6 +42,20 @@ def perturbed_params(config, seed, scale=0.3):
     """init_params plus noise on every array, so that zero biases do not hide a wrong gradient."""
     rng = np.random.default_rng(seed)
     return {k: v + scale * rng.standard_normal(v.shape) for k, v in ref.init_params(config, seed).items()}
+
+
+def stream_dataset(streams=4, chunks=3, T=10, seed=0):
+    """A small dataset in the srnn2016 layout: train and valid as streams (`chunks` batches of
+    `streams` rows, states carried across them), test as 5 whole pieces."""
+    rng = np.random.default_rng(seed)
+
+    def split(n, t, stream_layout):
+        x = (rng.random((n, t, 88)) < 0.1).astype(float)
+        u = np.concatenate([np.zeros((n, 1, 88)), x[:, :-1]], axis=1)
+        return Split(u, x, np.ones((n, t)), streams=streams if stream_layout else 0)
+
+    return Dataset("stream-test", "srnn2016", split(streams * chunks, T, True), split(streams * 2, T, True),
+                   split(5, T, False))
 
 
 # ---------------------------------------------------------------------------------------

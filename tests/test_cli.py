@@ -103,7 +103,9 @@ def test_bad_flag_in_a_subprocess_is_one_line_without_traceback():
     (["train", "--epochs", "0"], "epochs must be an integer >= 1"),
     (["train", "--d-dim", "-3"], "d_dim"),
     (["train", "--lr", "-1"], "lr must be a positive number"),
-    (["train", "--impl", "torch"], "invalid choice"),
+    (["train", "--impl", "numpy"], "invalid choice"),
+    (["train", "--device", "cuda"], "--device and --bf16 are options of --impl torch"),
+    (["train", "--impl", "torch", "--device", "tpu"], "unknown device 'tpu'"),
     (["evaluate"], "one of the arguments --run-dir --checkpoint is required"),
     (["evaluate", "--run-dir", "a", "--checkpoint", "b"], "not allowed with"),
     (["sample", "--checkpoint", "nope.npz"], "does not exist"),
@@ -138,11 +140,11 @@ def test_stream_layout_with_another_batch_size_is_one_error_line(tmp_path, capsy
 def test_ctrl_c_exits_130_with_one_line_that_says_how_to_resume(tmp_path, monkeypatch, capsys):
     epochs_run = []
 
-    def interrupted_epoch(params, adam, config, tc, split, epoch):
+    def interrupted_epoch(engine, tc, split, epoch):
         if epoch == 1:
             raise KeyboardInterrupt
         epochs_run.append(epoch)
-        return params, adam, {"train_elbo": -1.0, "kl_weight": 1.0, "lr": 1e-3}
+        return {"train_elbo": -1.0, "kl_weight": 1.0, "lr": 1e-3}
 
     monkeypatch.setattr(train, "_train_epoch", interrupted_epoch)
     run = tmp_path / "run"

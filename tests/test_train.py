@@ -11,8 +11,8 @@ import pytest
 import ref
 from ref import checkpoint, optim, train
 from ref.config import TrainConfig
-from ref.data import Dataset, Split
 from ref.errors import ConfigError, DataError
+from tests.strategies import stream_dataset
 
 DATA_DIR = Path(os.environ.get("SRNN_DATA_DIR") or Path(__file__).parents[1] / ".." / "shared" / "data")
 TINY = ref.Config(x_dim=88, d_dim=4, z_dim=2, a_dim=4, h_dim=8, embed_layers=1, mlp_layers=1)
@@ -143,22 +143,9 @@ def test_existing_run_is_not_overwritten_and_resume_checks_settings(tmp_path, st
         train.train(tmp_path / "empty", TINY, tc, resume=True)
 
 
-def _stream_dataset(streams=4, chunks=3, T=10, seed=0):
-    """A dataset in the srnn2016 stream layout: `chunks` batches of `streams` rows."""
-    rng = np.random.default_rng(seed)
-
-    def split(n, t, stream_layout):
-        x = (rng.random((n, t, 88)) < 0.1).astype(float)
-        u = np.concatenate([np.zeros((n, 1, 88)), x[:, :-1]], axis=1)
-        return Split(u, x, np.ones((n, t)), streams=streams if stream_layout else 0)
-
-    return Dataset("stream-test", "srnn2016", split(streams * chunks, T, True), split(streams * 2, T, True),
-                   split(5, T, False))
-
-
 @pytest.fixture
 def stream_data(monkeypatch):
-    dataset = _stream_dataset()
+    dataset = stream_dataset()
     monkeypatch.setattr(train, "load_dataset", lambda name, variant, data_dir: dataset)
     return dataset
 
@@ -221,25 +208,25 @@ def test_summarize_matches_hand_computed_metrics():
 
 
 def test_evaluate_reports_both_metrics_for_elbo_and_iw_bound():
-    dataset = _stream_dataset()
-    params = ref.init_params(TINY, 0)
-    m = train.evaluate(params, TINY, dataset.test, iw_samples=20, seed=1)
+    dataset = stream_dataset()
+    engine = train.RefEngine(TINY).load(ref.init_params(TINY, 0))
+    m = train.evaluate(engine, dataset.test, iw_samples=20, seed=1)
     assert m["num_sequences"] == 5 and m["num_frames"] == 50
     for key in ("elbo", "iw"):
         assert set(m[key]) >= {"sequence_averaged", "frame_weighted", "sequence_averaged_se", "frame_weighted_se"}
     # the K-path bound is at least the ELBO's level up to Monte Carlo noise
     assert m["iw"]["frame_weighted"] > m["elbo"]["frame_weighted"] - 0.05
-    assert train.evaluate(params, TINY, dataset.test, 20, seed=1) == m, "a fixed seed gives the same numbers"
-    assert "iw" not in train.evaluate(params, TINY, dataset.test, 0, seed=1)
+    assert train.evaluate(engine, dataset.test, 20, seed=1) == m, "a fixed seed gives the same numbers"
+    assert "iw" not in train.evaluate(engine, dataset.test, 0, seed=1)
 
 
 def test_iw_paths_in_small_groups_give_the_same_bound(monkeypatch):
-    dataset = _stream_dataset()
-    params = ref.init_params(TINY, 0)
+    dataset = stream_dataset()
+    engine = train.RefEngine(TINY).load(ref.init_params(TINY, 0))
     batch = next(dataset.test.batches(5))
-    whole = train._iw_bound(params, TINY, batch, 12, np.random.default_rng(0), None, None, "numba")
+    whole = train._iw_bound(engine, batch, 12, np.random.default_rng(0), None, None)
     monkeypatch.setattr(train, "EVAL_MEMORY", 1)  # one path per group
-    grouped = train._iw_bound(params, TINY, batch, 12, np.random.default_rng(0), None, None, "numba")
+    grouped = train._iw_bound(engine, batch, 12, np.random.default_rng(0), None, None)
     np.testing.assert_allclose(grouped, whole, rtol=1e-12)
 
 
@@ -248,7 +235,7 @@ def test_iw_paths_in_small_groups_give_the_same_bound(monkeypatch):
 def test_short_training_on_jsb_improves_validation_elbo(tmp_path):
     tc = TrainConfig(dataset="jsb", epochs=1, batch_size=64, lr=1e-2, iw_samples=1)
     dataset = ref.data.load_dataset("jsb", "boulanger2012", DATA_DIR)
-    before = train.evaluate(ref.init_params(TINY, tc.seed), TINY, dataset.valid, 0, tc.seed)["elbo"]
+    before = train.evaluate(train.RefEngine(TINY).load(ref.init_params(TINY, tc.seed)), dataset.valid, 0, tc.seed)["elbo"]
     train.train(tmp_path, TINY, tc, data_dir=DATA_DIR)
     (record,) = train.read_history(tmp_path)
     assert record["valid"]["sequence_averaged"] > before["sequence_averaged"] + 1.0, (before, record["valid"])

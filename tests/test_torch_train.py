@@ -1,0 +1,142 @@
+"""torch_impl behind the project's trainer: the same steps as ref's, runs that resume on the
+other implementation, data-parallel training equal to one process, and the CLI's --impl torch."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ref
+from ref import checkpoint, cli, train
+from ref.config import TrainConfig
+from tests.strategies import stream_dataset
+
+torch = pytest.importorskip("torch")  # the torch extra
+from torch_impl.train import TorchEngine  # noqa: E402
+
+ROOT = Path(__file__).parents[1]
+TINY = ref.Config(x_dim=88, d_dim=4, z_dim=2, a_dim=4, h_dim=8, embed_layers=1, mlp_layers=1)
+TINY_FLAGS = ["--preset", "small", "--d-dim", "4", "--z-dim", "2", "--a-dim", "4", "--h-dim", "8",
+              "--embed-layers", "1", "--mlp-layers", "1"]
+# round-off of two float64 implementations, grown through a few dozen Adam steps
+RTOL, ATOL = 1e-7, 1e-10
+
+
+@pytest.fixture
+def stream_data(monkeypatch):
+    dataset = stream_dataset()
+    monkeypatch.setattr(train, "load_dataset", lambda name, variant, data_dir: dataset)
+    return dataset
+
+
+def assert_same_params(a, b):
+    assert set(a) == set(b)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+def test_torch_trainer_takes_the_steps_of_the_ref_trainer(tmp_path, stream_data):
+    """Same seed, same data order and noise, same Adam: the same parameters after two epochs of
+    the stream layout (states carried across batches), the same metrics along the way."""
+    tc = TrainConfig(epochs=2, batch_size=4, iw_samples=3, lr=3e-3, kl_anneal_epochs=2, lr_decay_start=1)
+    metrics = {
+        "ref": train.train(tmp_path / "ref", TINY, tc),
+        "torch": train.train(tmp_path / "torch", TINY, tc, engine=TorchEngine(TINY, device="cpu")),
+    }
+    assert_same_params(checkpoint.load(tmp_path / "ref" / "last.npz").params,
+                       checkpoint.load(tmp_path / "torch" / "last.npz").params)
+    for (r, t) in zip(train.read_history(tmp_path / "ref"), train.read_history(tmp_path / "torch")):
+        assert r["train_elbo"] == pytest.approx(t["train_elbo"], rel=1e-9)
+        assert r["valid"]["sequence_averaged"] == pytest.approx(t["valid"]["sequence_averaged"], rel=1e-9)
+    for key in ("elbo", "iw"):
+        assert metrics["torch"][key]["frame_weighted"] == pytest.approx(metrics["ref"][key]["frame_weighted"], rel=1e-9)
+    saved = json.loads((tmp_path / "torch" / "config.json").read_text())
+    assert saved["implementation"]["impl"] == "torch" and saved["implementation"]["processes"] == 1
+
+
+def test_a_run_resumes_on_the_other_implementation(tmp_path, stream_data):
+    tc1, tc2 = (TrainConfig(epochs=n, batch_size=4, iw_samples=1, lr=3e-3) for n in (1, 2))
+    train.train(tmp_path / "straight", TINY, tc2)
+    train.train(tmp_path / "switched", TINY, tc1, engine=TorchEngine(TINY, device="cpu"))
+    train.train(tmp_path / "switched", TINY, tc2, resume=True)  # the second epoch on ref
+    straight, switched = (checkpoint.load(tmp_path / run / "last.npz") for run in ("straight", "switched"))
+    assert_same_params(straight.params, switched.params)
+    assert_same_params(straight.state["adam"]["v"], switched.state["adam"]["v"])
+    assert straight.state["adam"]["step"] == switched.state["adam"]["step"] == 6
+
+
+def test_evaluation_and_sampling_agree_between_the_implementations(stream_data):
+    params = {k: v + 0.1 for k, v in ref.init_params(TINY, 3).items()}
+    engines = {"ref": train.RefEngine(TINY).load(params), "torch": TorchEngine(TINY, device="cpu").load(params)}
+    m = {name: train.evaluate(e, stream_data.test, 5, seed=2) for name, e in engines.items()}
+    for key in ("elbo", "iw"):
+        for metric in ("sequence_averaged", "frame_weighted", "sequence_averaged_se"):
+            assert m["torch"][key][metric] == pytest.approx(m["ref"][key][metric], rel=1e-9), (key, metric)
+    rolls = {name: train.generate(e, 3, 20, seed=4) for name, e in engines.items()}
+    np.testing.assert_array_equal(rolls["torch"], rolls["ref"])
+
+
+def test_float32_torch_training_stays_close_to_float64(tmp_path, stream_data):
+    tc = TrainConfig(epochs=1, batch_size=4, iw_samples=1, lr=3e-3, dtype="float32")
+    train.train(tmp_path / "32", TINY, tc, engine=TorchEngine(TINY, "float32", device="cpu"))
+    train.train(tmp_path / "64", TINY, TrainConfig(**{**tc.to_dict(), "dtype": "float64"}),
+                engine=TorchEngine(TINY, device="cpu"))
+    p32, p64 = (checkpoint.load(tmp_path / run / "last.npz").params for run in ("32", "64"))
+    assert all(p32[k].dtype == np.float32 for k in p32)
+    # three Adam steps of size ≤ lr: float32 round-off moves a parameter far less than one step
+    assert max(np.abs(p32[k] - p64[k]).max() for k in p64) < 1e-4
+
+
+def _srnn(*args, launcher=(sys.executable, "-m", "ref.cli")):
+    return subprocess.run([*launcher, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_data_parallel_training_with_two_processes_equals_one_process(tmp_path):
+    """torchrun, two CPU processes over gloo, each with half of every batch: the parameters of
+    one process on the whole batch, to round-off."""
+    flags = [*TINY_FLAGS, "--impl", "torch", "--device", "cpu", "--epochs", "2", "--batch-size", "48",
+             "--iw-samples", "2", "--lr", "3e-3", "--kl-anneal-epochs", "1"]
+    single = _srnn("train", *flags, "--run-dir", tmp_path / "one")
+    assert single.returncode == 0, single.stderr
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "ref.cli")
+    parallel = _srnn("train", *flags, "--run-dir", tmp_path / "two", launcher=torchrun)
+    assert parallel.returncode == 0, parallel.stderr
+    assert parallel.stdout.count("epoch 2/2") == 1, "only rank 0 prints"
+    one, two = (checkpoint.load(tmp_path / run / "last.npz") for run in ("one", "two"))
+    assert_same_params(one.params, two.params)
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["implementation"]["processes"] == 2
+    for r1, r2 in zip(train.read_history(tmp_path / "one"), train.read_history(tmp_path / "two")):
+        assert r1["train_elbo"] == pytest.approx(r2["train_elbo"], rel=1e-9)
+
+
+def test_cli_runs_every_command_with_impl_torch(tmp_path, capsys):
+    run = tmp_path / "run"
+    common = ["--impl", "torch", "--device", "cpu"]
+    assert cli.main(["train", *TINY_FLAGS, *common, "--epochs", "1", "--batch-size", "256", "--iw-samples", "2",
+                     "--run-dir", str(run)]) == 0
+    assert cli.main(["train", *common, "--run-dir", str(run), "--resume", "--epochs", "2"]) == 0
+    assert cli.main(["evaluate", *common, "--run-dir", str(run), "--iw-samples", "2"]) == 0
+    torch_out = capsys.readouterr().out.splitlines()[-3:]
+    assert cli.main(["evaluate", "--run-dir", str(run), "--iw-samples", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[-3:] == torch_out, "ref prints the same metrics"
+    assert cli.main(["sample", *common, "--run-dir", str(run), "--num", "2", "--length", "8",
+                     "--out", str(tmp_path / "samples")]) == 0
+    assert len(list((tmp_path / "samples").glob("*.mid"))) == 2
+    assert [r["epoch"] for r in train.read_history(run)] == [1, 2]
+
+
+def test_bf16_needs_float32_parameters():
+    with pytest.raises(ref.ConfigError, match="float32"):
+        TorchEngine(TINY, "float64", device="cpu", bf16=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_cuda_takes_the_steps_of_the_cpu(tmp_path, stream_data):
+    tc = TrainConfig(epochs=1, batch_size=4, iw_samples=2, lr=3e-3)
+    for device in ("cpu", "cuda"):
+        train.train(tmp_path / device, TINY, tc, engine=TorchEngine(TINY, device=device))
+    assert_same_params(*(checkpoint.load(tmp_path / d / "last.npz").params for d in ("cpu", "cuda")))
