@@ -73,6 +73,8 @@ def _dense_stack(n_in, width, num_layers):
 class SRNN(nn.Module):
     """The SRNN of SPEC.md as an nn.Module, initialised as `ref.init_params(config, seed)`.
 
+    (in torch's default dtype: for the exact float64 values, `.double().load_params(init_params(...))`)
+
     config: a `ref.Config`. Move it with `.to(device, dtype)` like any module.
     Entry points: `elbo`, `elbo_and_states` (truncated BPTT), `log_importance_weights`,
     `iw_bound`, `sample`; `load_params` / `export_params` under SPEC.md's names.
@@ -205,10 +207,11 @@ class SRNN(nn.Module):
         """
         c = self.config
         (W_d, b_d), (W_a, b_a), W_z, stacked = self._z_step_weights(d.shape[-1], a.shape[-1])
-        # the parts of the first layers that do not depend on z, for all steps; time-major for the loop
-        cond = torch.cat([F.linear(d, W_d, b_d), F.linear(a, W_a, b_a)], -1).transpose(0, 1)  # (T, B, 4·width)
-        eps = eps.transpose(0, 1)                                                             # (T, B, z_dim)
-        B, width = cond.shape[1], W_z.shape[0] // 4
+        # the parts of the first layers that do not depend on z, for all steps, split into steps
+        # with unbind (whose backward stacks once; indexing cond[t] would add T full-size gradients)
+        cond = torch.cat([F.linear(d, W_d, b_d), F.linear(a, W_a, b_a)], -1).unbind(1)  # T × (B, 4·width)
+        eps = eps.unbind(1)                                                              # T × (B, z_dim)
+        B, width = d.shape[0], W_z.shape[0] // 4
         z_tm1, steps = z_0, []
         for t in range(len(cond)):
             pre = cond[t] + z_tm1 @ W_z.T                        # (B, 4·width): first layers of the four MLPs
@@ -256,11 +259,14 @@ class SRNN(nn.Module):
         eps: (K, B, T, z_dim). The K paths run as one batch of K·B rows (path k in rows
         kB … kB+B−1); d and a are computed once. Returns (K, B).
         """
+        eps = self._tensor(eps)
         if eps.dim() != 4:
             raise InputError(f"eps must have shape (K, B, T, z_dim) for the importance-weighted bound, "
                              f"got {tuple(eps.shape)}")
         K = eps.shape[0]
         u, x, mask, _, d_0, z_0, lengths = self._inputs(u, x, mask, eps[0], d_0, z_0)
+        if not torch.isfinite(eps).all():
+            raise InputError("eps holds NaN or inf values (padded steps too must be finite)")
         d, a = self._deterministic_and_inference_states(u, x, lengths, d_0)
         tile = lambda v: v.repeat(K, *([1] * (v.dim() - 1)))  # (B, ...) -> (K·B, ...)
         eps_paths = eps.reshape(-1, *eps.shape[2:]) * tile(mask)[..., None]

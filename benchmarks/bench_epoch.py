@@ -1,0 +1,144 @@
+"""Time per training epoch: torch_impl against the ref trainer, on real data at the paper's size.
+
+    python benchmarks/bench_epoch.py [--dataset jsb] [--device cpu] [--out benchmarks/results/epoch_cpu.json]
+
+Measured in one run, on this machine: one pass of the project's trainer
+(`ref.train._train_epoch`: batches, noise, gradient, clipping, Adam) over the training
+split of `--dataset`, in both data variants (boulanger2012: 15 batches of whole pieces,
+padded to each batch's longest; srnn2016: 17 batches of 16 streams × 100 steps), with
+the paper's model (d 300, z 100, a 300, h 500, two-layer feature extractor) and training
+settings, in float32 and float64, for each implementation: ref (its numba fast path) and
+torch_impl on `--device`. Every measurement runs in a fresh process, so that no thread
+pool of one library competes with another's, after one warm-up batch (JIT caches, lazy
+initialisation) from which the parameters are reset. Reported: seconds per epoch, the
+ratio ref/torch, and the achieved matrix-multiply GFLOP/s (FLOPs counted as in
+bench_fast_path.py over the padded batches) as a fraction of this machine's float32 GEMM
+peak, measured in the same run (NumPy on the CPU, torch on a GPU).
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+import ref  # noqa: E402
+from bench_fast_path import gemm_peak, matmul_flops  # noqa: E402
+from ref import train  # noqa: E402
+from ref.config import TrainConfig  # noqa: E402
+from ref.data import load_dataset  # noqa: E402
+
+VARIANTS = ("boulanger2012", "srnn2016")
+DTYPES = ("float32", "float64")
+IMPLS = ("ref", "torch")
+
+
+def engine_for(impl, config, dtype, device):
+    if impl == "ref":
+        return train.RefEngine(config, dtype, "numba")
+    from torch_impl.train import TorchEngine
+    return TorchEngine(config, dtype, device)
+
+
+def time_one_epoch(impl, dataset_name, variant, dtype, device, data_dir):
+    """Seconds of one training epoch of `impl`, and the epoch's matrix-multiply FLOPs."""
+    config = ref.Config()  # the paper's model
+    tc = TrainConfig(dataset=dataset_name, variant=variant, dtype=dtype, epochs=1)
+    split = load_dataset(dataset_name, variant, data_dir).train
+    engine = engine_for(impl, config, dtype, device)
+    params = ref.init_params(config, tc.seed)
+    batch = next(split.batches(tc.batch_size, np.random.default_rng(0)))
+    engine.load(params).train_batch(batch, np.zeros((*batch.mask.shape, config.z_dim)), 1.0, tc.lr, None, None, tc)
+    engine.load(params)  # the warm-up step is undone
+    _synchronize(device)
+    start = time.perf_counter()
+    stats = train._train_epoch(engine, tc, split, epoch=0)
+    _synchronize(device)
+    seconds = time.perf_counter() - start
+    flops = sum(matmul_flops(config, *b.mask.shape) for b in split.batches(tc.batch_size, np.random.default_rng(0)))
+    return dict(seconds=seconds, matmul_gflop=flops / 1e9, train_elbo=stats["train_elbo"],
+                batches=-(-len(split) // tc.batch_size))
+
+
+def _synchronize(device):
+    if device.startswith("cuda"):
+        import torch
+        torch.cuda.synchronize()
+
+
+def peak_gflops(device):
+    """float32 GEMM peak: NumPy's BLAS on the CPU, torch.matmul on a GPU."""
+    if not device.startswith("cuda"):
+        return gemm_peak("float32")
+    import torch
+    a = torch.randn(8192, 8192, device=device)
+    a @ a
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ a
+        torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * 8192**3 / best / 1e9
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="jsb")
+    parser.add_argument("--device", default="cpu", help="torch_impl's device (ref always runs on the CPU)")
+    parser.add_argument("--data-dir", default=os.environ.get("SRNN_DATA_DIR"))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES))
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--one", nargs=3, metavar=("IMPL", "VARIANT", "DTYPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:  # a child process: one measurement, as JSON on stdout
+        impl, variant, dtype = args.one
+        print(json.dumps(time_one_epoch(impl, args.dataset, variant, dtype, args.device, args.data_dir)))
+        return
+
+    peak = peak_gflops(args.device)
+    print(f"float32 GEMM peak ({args.device}): {peak:.1f} GFLOP/s")
+    results = []
+    for variant in args.variants:
+        for dtype in args.dtypes:
+            row = dict(dataset=args.dataset, variant=variant, dtype=dtype)
+            for impl in IMPLS:
+                child = [sys.executable, __file__, "--one", impl, variant, dtype, "--dataset", args.dataset,
+                         "--device", args.device] + (["--data-dir", args.data_dir] if args.data_dir else [])
+                out = subprocess.run(child, capture_output=True, text=True)
+                if out.returncode:
+                    sys.exit(f"{impl} {variant} {dtype} failed:\n{out.stderr}")
+                m = json.loads(out.stdout.strip().splitlines()[-1])
+                m["fraction_of_float32_peak"] = m["matmul_gflop"] / m["seconds"] / peak
+                row[impl] = m
+            row["ref_over_torch"] = row["ref"]["seconds"] / row["torch"]["seconds"]
+            results.append(row)
+            print(f"{args.dataset} {variant:13} {dtype}: ref {row['ref']['seconds']:7.1f} s/epoch   "
+                  f"torch ({args.device}) {row['torch']['seconds']:7.1f} s/epoch   ref/torch {row['ref_over_torch']:5.2f}   "
+                  f"({row['torch']['batches']} batches; {row['ref']['fraction_of_float32_peak']:.2f} / "
+                  f"{row['torch']['fraction_of_float32_peak']:.2f} of the float32 peak)")
+    import torch
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    report = dict(benchmark="epoch", commit=commit, command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                  machine=dict(platform=platform.platform(), cpus=os.cpu_count(), python=platform.python_version(),
+                               numpy=np.__version__, torch=torch.__version__, device=args.device,
+                               device_name=(torch.cuda.get_device_name(args.device)
+                                            if args.device.startswith("cuda") else platform.processor() or "cpu")),
+                  float32_gemm_peak_gflops=peak, model="paper (ref.Config())", results=results)
+    out = args.out or ROOT / "benchmarks" / "results" / f"epoch_{args.device.replace(':', '')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
