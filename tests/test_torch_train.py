@@ -1,7 +1,6 @@
 """torch_impl behind the project's trainer: the same steps as ref's, runs that resume on the
 other implementation, data-parallel training equal to one process, and the CLI's --impl torch."""
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
