@@ -3,10 +3,7 @@
 A piano roll is a (T, 88) array of 0/1, one row per time step; key k is MIDI pitch
 21 + k, so the 88 keys are pitches 21 (A0) .. 108 (C8), as in every dataset here.
 """
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a window: this also runs on headless machines
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure  # no pyplot: files only, any machine, the caller's backend untouched
 import mido
 import numpy as np
 
@@ -22,7 +19,8 @@ def piano_roll_png(roll, path, title=None):
     """Draw a (T, 88) piano roll, time left to right and pitch upwards, to a PNG file."""
     roll = _check_roll(roll)
     # about 25 steps per inch, within bounds so that long pieces stay a viewable image
-    fig, ax = plt.subplots(figsize=(min(max(4.0, roll.shape[0] / 25), 40.0), 4))
+    fig = Figure(figsize=(min(max(4.0, roll.shape[0] / 25), 40.0), 4))
+    ax = fig.subplots()
     extent = (0, roll.shape[0], LOWEST_PITCH - 0.5, LOWEST_PITCH + NUM_KEYS - 0.5)
     ax.imshow(roll.T, origin="lower", aspect="auto", cmap="Greys", interpolation="nearest", extent=extent)
     ax.set_xlabel("time step")
@@ -30,7 +28,6 @@ def piano_roll_png(roll, path, title=None):
     if title:
         ax.set_title(title)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
 
 
 def write_midi(roll, path, seconds_per_step=0.25, velocity=80):

@@ -26,10 +26,7 @@ import time
 from pathlib import Path
 
 import autograd.numpy as anp
-import matplotlib
-
-matplotlib.use("Agg")  # files only: training runs on headless machines
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure  # no pyplot: files only, any machine, the caller's backend untouched
 import numpy as np
 from autograd.differential_operators import grad_and_aux
 from autograd.tracer import getval
@@ -395,7 +392,8 @@ def _write_history(run_dir, history):
 
 
 def _plot_learning_curve(history, path):
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.plot([r["epoch"] for r in history], [r["train_elbo"] for r in history], label="train (frame-weighted, with KL weight)")
     valid = [r for r in history if r["valid"] is not None]
     ax.plot([r["epoch"] for r in valid], [r["valid"]["sequence_averaged"] for r in valid], "o-",
@@ -405,7 +403,6 @@ def _plot_learning_curve(history, path):
     ax.legend()
     ax.grid(alpha=0.3)
     checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
-    plt.close(fig)
 
 
 def _epoch_line(record, epochs):
