@@ -90,7 +90,7 @@ def build_parser():
     common.add_argument("--device", help="--impl torch: cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     common.add_argument("--bf16", action="store_true",
                         help="--impl torch: forward passes under bfloat16 autocast (GPUs; needs --dtype float32)")
-    commands = parser.add_subparsers(title="commands", required=True, metavar="{train,evaluate,sample}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="{train,evaluate,sample,reproduce}")
 
     train = commands.add_parser("train", parents=[common], help="train a model (the synthetic data by default)",
                                 description="Train an SRNN; the run directory receives checkpoints, metrics, "
@@ -136,7 +136,35 @@ def build_parser():
     sample.add_argument("--out", type=Path, default=Path("samples"), help="output directory (default: samples)")
     sample.add_argument("--seconds-per-step", type=float, default=0.25,
                         help="duration of one time step in the MIDI files (default: 0.25)")
+    reproduce = commands.add_parser("reproduce", parents=[common], help="a run of the results table: train, evaluate, "
+                                    "write results/<name>.json", description=REPRODUCE_HELP)
+    reproduce.set_defaults(command=_reproduce)
+    reproduce.add_argument("name", nargs="?", help="the run, e.g. jsb-srnn2016 (see --list)")
+    reproduce.add_argument("--list", action="store_true", help="list the runs and exit")
+    reproduce.add_argument("--epochs", type=int, help="stop before the run's 50 epochs (the result is marked partial)")
+    reproduce.add_argument("--iw-samples", type=int, help="K of the test IW bound, instead of the run's (100; 100 and 1000 on JSB srnn2016)")
+    reproduce.add_argument("--runs-dir", type=Path, default=Path("runs/paper"), help="(default: runs/paper)")
+    reproduce.add_argument("--results-dir", type=Path, default=Path("results"), help="(default: results)")
+    reproduce.add_argument("--data-dir", help="directory holding the data files (default: $SRNN_DATA_DIR or the cache)")
     return parser
+
+
+REPRODUCE_HELP = ("Train (or resume) one run of the results table with the paper's configuration, evaluate its best "
+                  "checkpoint in float64 (ELBO with both implementations, IW bound), and write results/<name>.json.")
+
+
+def _reproduce(args):
+    from .reproduce import describe_runs, reproduce
+
+    if args.list:
+        print(describe_runs())
+        return
+    if args.name is None:
+        raise ConfigError("name the run to reproduce (srnn reproduce --list shows them)")
+    if args.iw_samples is not None and args.iw_samples < 1:
+        raise ConfigError(f"--iw-samples must be at least 1, got {args.iw_samples}")
+    reproduce(args.name, lambda config, dtype: _engine(args, config, dtype, "numba"), args.runs_dir,
+              args.results_dir, args.data_dir, args.epochs, args.iw_samples, " ".join(["srnn", *sys.argv[1:]]))
 
 
 def _flag(name):

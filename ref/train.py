@@ -44,7 +44,7 @@ from .sample import draw_sample_noise, sample
 
 EVAL_BATCH_SIZE = 16
 EVAL_MEMORY = 512 * 2**20  # bytes of per-step model states one evaluation chunk may hold
-RESUMABLE_CHANGES = ("epochs", "backend")  # a resumed run may change these and still compute the same
+RESUMABLE_CHANGES = ("epochs", "backend", "iw_samples")  # a resumed run may change these and still train the same
 
 
 class RefEngine:

@@ -1,0 +1,142 @@
+"""The runs of the results table: the paper's configuration on every dataset and variant, the
+seed poster's z sweep, and the JSB ablations, each one named command that trains (or resumes)
+and then writes one result file.
+
+    srnn reproduce jsb-srnn2016                  # train, evaluate, write results/jsb-srnn2016.json
+    srnn reproduce --list                        # every run's name and settings
+
+The paper's configuration (from its released code): smoothing + Resq, d 300, z 100, a 300,
+h 500, a two-layer 500-unit feature extractor, Adam 1e-3 with ε 1e-4, the learning rate
+constant for 20 epochs then divided by 1.2 per epoch, gradients rescaled to norm 1 then
+clipped to ±10, batch 16, the KL weight from 0.2 to 1 over 20 epochs, 50 epochs,
+validation every 2 epochs, trained in float32 as the paper's Theano code was. The best
+checkpoint (by validation ELBO: early stopping) is evaluated in float64, from zero states on
+whole test pieces with one sampled path (the ELBO) and with K paths (the IW bound), both in
+both per-step conventions with standard errors over pieces; its ELBO is computed by both
+implementations, which must agree.
+"""
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint
+from .config import Config, TrainConfig, preset
+from .data import DATASETS, load_dataset
+from .errors import ConfigError
+from .train import RefEngine, evaluate, read_history, train
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_TRAINING = dict(epochs=50, valid_every=2, dtype="float32", iw_samples=1)  # the IW bound: evaluated below
+SWEEP_Z = (2, 10, 25, 50, 100)
+
+
+def _runs():
+    """name -> (Config, TrainConfig, IW sample counts of the test evaluation)."""
+    runs = {}
+    for dataset in DATASETS:
+        for variant in ("srnn2016", "boulanger2012"):
+            ks = (100, 1000) if (dataset, variant) == ("jsb", "srnn2016") else (100,)
+            runs[f"{dataset}-{variant}"] = (preset("paper"), TrainConfig(dataset=dataset, variant=variant,
+                                                                          **PAPER_TRAINING), ks)
+        for z in SWEEP_Z[:-1]:  # z = 100 is the paper configuration itself
+            runs[f"{dataset}-srnn2016-z{z}"] = (preset("paper", z_dim=z),
+                                                TrainConfig(dataset=dataset, variant="srnn2016", **PAPER_TRAINING),
+                                                (100,))
+    jsb = TrainConfig(dataset="jsb", variant="srnn2016", **PAPER_TRAINING)
+    runs["jsb-srnn2016-filtering"] = (preset("paper", inference="filtering"), jsb, (100,))
+    runs["jsb-srnn2016-no-resq"] = (Config(residual_q=False), jsb, (100,))
+    return runs
+
+
+RUNS = _runs()
+
+
+def reproduce(name, engine_factory=None, runs_dir="runs/paper", results_dir="results", data_dir=None,
+              epochs=None, iw_samples=None, command=None):
+    """Train (or resume) run `name`, evaluate its best checkpoint, write results/<name>.json.
+
+    engine_factory(config, dtype) -> engine (default RefEngine); epochs: stop earlier than the
+    run's schedule (the result is then marked partial); iw_samples: replace the run's K list.
+    Returns the result as written.
+    """
+    if name not in RUNS:
+        raise ConfigError(f"unknown run {name!r}; `srnn reproduce --list` shows them")
+    config, tc, ks = RUNS[name]
+    engine_factory = engine_factory or (lambda c, dtype: RefEngine(c, dtype))
+    planned = tc.epochs
+    if epochs is not None:
+        tc = TrainConfig(**{**tc.to_dict(), "epochs": epochs})
+    run_dir = Path(runs_dir) / name
+    engine = engine_factory(config, tc.dtype)
+    train(run_dir, config, tc, data_dir, resume=(run_dir / "last.npz").exists(), engine=engine)
+    if not engine.is_main:
+        return None
+
+    history = read_history(run_dir)
+    best = checkpoint.load(run_dir / "best.npz")
+    test = load_dataset(tc.dataset, tc.variant, data_dir).test
+    start = time.perf_counter()
+    evaluator = engine_factory(config, "float64").load(best.params)
+    metrics = evaluate(evaluator, test, 0, tc.seed)
+    for K in (iw_samples,) if iw_samples else ks:
+        metrics[f"iw_K{K}"] = evaluate(evaluator, test, K, tc.seed)["iw"]
+    other = (RefEngine(config, "float64") if not isinstance(evaluator, RefEngine)
+             else _torch_engine(config))
+    cross = None
+    if other is not None:
+        elbo_other = evaluate(other.load(best.params), test, 0, tc.seed)["elbo"]
+        cross = {"implementations": [evaluator.describe()["impl"], other.describe()["impl"]],
+                 "elbo_sequence_averaged": [metrics["elbo"]["sequence_averaged"], elbo_other["sequence_averaged"]],
+                 "agree": bool(np.isclose(metrics["elbo"]["sequence_averaged"], elbo_other["sequence_averaged"],
+                                          rtol=1e-8, atol=0))}
+    result = {
+        "name": name, "dataset": tc.dataset, "variant": tc.variant,
+        "model": config.to_dict(), "train": tc.to_dict(), "seed": tc.seed,
+        "epochs": len(history), "planned_epochs": planned, "partial": len(history) < planned,
+        "best_epoch": best.state["epoch"],
+        "train_seconds": sum(r["seconds"] for r in history), "eval_seconds": time.perf_counter() - start,
+        "seconds_per_epoch": float(np.median([r["seconds"] for r in history])),
+        "implementation": engine.describe(), "hardware": _hardware(),
+        "commit": _commit(), "command": command or f"srnn reproduce {name}",
+        "test": metrics, "cross_check": cross,
+    }
+    out = Path(results_dir) / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.atomic_write(out, lambda f: f.write((json.dumps(result, indent=2) + "\n").encode()))
+    print(f"wrote {out}")
+    return result
+
+
+def _torch_engine(config):
+    """torch_impl's float64 CPU engine for the cross-check, or None without PyTorch."""
+    try:
+        from torch_impl.train import TorchEngine
+    except ImportError:
+        return None
+    return TorchEngine(config, "float64", "cpu", data_parallel=False)
+
+
+def _commit():
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else None
+
+
+def _hardware():
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__}
+
+
+def describe_runs():
+    """One line per run: name, model changes from the paper's, dataset, variant, K list."""
+    lines = []
+    for name, (config, tc, ks) in RUNS.items():
+        changes = {k: v for k, v in config.to_dict().items() if v != Config().to_dict()[k]}
+        lines.append(f"{name:32} {tc.dataset:10} {tc.variant:13} model {changes or 'paper'}  IW K {list(ks)}")
+    return "\n".join(lines)

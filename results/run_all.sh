@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Every run of the results table, one after the other (each resumes if it was interrupted),
+# then the tables. On a GPU add: --impl torch --device cuda. Times per epoch: results/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for name in $(python -m ref.cli reproduce --list | awk '{print $1}'); do
+    python -m ref.cli reproduce "$name" "$@"
+done
+python results/make_table.py

@@ -1,0 +1,56 @@
+"""`srnn reproduce`: a named run trains, is evaluated by both implementations, and writes a result
+file that results/make_table.py turns into the tables."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import ref
+from ref import reproduce, train
+from ref.config import TrainConfig
+from tests.strategies import stream_dataset
+
+ROOT = Path(__file__).parents[1]
+TINY = ref.Config(x_dim=88, d_dim=4, z_dim=2, a_dim=4, h_dim=8, embed_layers=1, mlp_layers=1)
+
+
+@pytest.fixture
+def tiny_run(monkeypatch):
+    dataset = stream_dataset()
+    monkeypatch.setattr(train, "load_dataset", lambda name, variant, data_dir: dataset)
+    monkeypatch.setattr(reproduce, "load_dataset", lambda name, variant, data_dir: dataset)
+    tc = TrainConfig(dataset="jsb", variant="srnn2016", epochs=3, batch_size=4, valid_every=2, iw_samples=1)
+    monkeypatch.setitem(reproduce.RUNS, "jsb-srnn2016", (TINY, tc, (3, 5)))
+    return dataset
+
+
+def test_reproduce_writes_a_complete_result_that_both_implementations_confirm(tmp_path, tiny_run):
+    pytest.importorskip("torch")
+    r = reproduce.reproduce("jsb-srnn2016", runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", epochs=2)
+    saved = json.loads((tmp_path / "results" / "jsb-srnn2016.json").read_text())
+    assert saved == json.loads(json.dumps(r))
+    assert r["partial"] and r["epochs"] == 2 and r["planned_epochs"] == 3 and r["best_epoch"] == 2
+    assert set(r["test"]) >= {"elbo", "iw_K3", "iw_K5"} and r["test"]["iw_K5"]["K"] == 5
+    assert r["cross_check"]["agree"] and r["cross_check"]["implementations"] == ["ref", "torch"]
+    assert r["model"] == TINY.to_dict() and r["train"]["epochs"] == 2 and r["command"] == "srnn reproduce jsb-srnn2016"
+    # resuming to the planned epochs completes the same run
+    r = reproduce.reproduce("jsb-srnn2016", runs_dir=tmp_path / "runs", results_dir=tmp_path / "results")
+    assert not r["partial"] and r["epochs"] == 3
+
+
+def test_tables_are_made_from_the_result_files(tmp_path, tiny_run):
+    sys.path.insert(0, str(ROOT / "results"))
+    import make_table
+
+    r = reproduce.reproduce("jsb-srnn2016", runs_dir=tmp_path / "runs", results_dir=tmp_path / "results")
+    text = make_table.tables({"jsb-srnn2016": r})
+    row = next(line for line in text.splitlines() if line.startswith("| JSB |"))
+    assert f"{r['test']['elbo']['sequence_averaged']:.2f}" in row and "-4.74" in row
+    assert "ref = torch ✓" in row or "torch" not in sys.modules
+    assert "| Nottingham | – |" in text, "a run not made is shown as missing, not invented"
+
+
+def test_unknown_run_is_a_clear_error():
+    with pytest.raises(ref.ConfigError, match="srnn reproduce --list"):
+        reproduce.reproduce("jsb-bogus")
