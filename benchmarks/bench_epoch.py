@@ -1,6 +1,6 @@
 """Time per training epoch: torch_impl against the ref trainer, on real data at the paper's size.
 
-    python benchmarks/bench_epoch.py [--dataset jsb] [--device cpu] [--out benchmarks/results/epoch_cpu.json]
+    python benchmarks/bench_epoch.py [--dataset jsb] [--device cpu] [--out benchmarks/results/epoch_jsb_cpu.json]
 
 Measured in one run, on this machine: one pass of the project's trainer
 (`ref.train._train_epoch`: batches, noise, gradient, clipping, Adam) over the training
@@ -97,6 +97,7 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=os.environ.get("SRNN_DATA_DIR"))
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES))
+    parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--one", nargs=3, metavar=("IMPL", "VARIANT", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -111,7 +112,7 @@ def main(argv=None):
     for variant in args.variants:
         for dtype in args.dtypes:
             row = dict(dataset=args.dataset, variant=variant, dtype=dtype)
-            for impl in IMPLS:
+            for impl in args.impls:
                 child = [sys.executable, __file__, "--one", impl, variant, dtype, "--dataset", args.dataset,
                          "--device", args.device] + (["--data-dir", args.data_dir] if args.data_dir else [])
                 out = subprocess.run(child, capture_output=True, text=True)
@@ -120,12 +121,12 @@ def main(argv=None):
                 m = json.loads(out.stdout.strip().splitlines()[-1])
                 m["fraction_of_float32_peak"] = m["matmul_gflop"] / m["seconds"] / peak
                 row[impl] = m
-            row["ref_over_torch"] = row["ref"]["seconds"] / row["torch"]["seconds"]
+            if "ref" in row and "torch" in row:
+                row["ref_over_torch"] = row["ref"]["seconds"] / row["torch"]["seconds"]
             results.append(row)
-            print(f"{args.dataset} {variant:13} {dtype}: ref {row['ref']['seconds']:7.1f} s/epoch   "
-                  f"torch ({args.device}) {row['torch']['seconds']:7.1f} s/epoch   ref/torch {row['ref_over_torch']:5.2f}   "
-                  f"({row['torch']['batches']} batches; {row['ref']['fraction_of_float32_peak']:.2f} / "
-                  f"{row['torch']['fraction_of_float32_peak']:.2f} of the float32 peak)")
+            print(f"{args.dataset} {variant:13} {dtype}: " + "   ".join(
+                f"{impl} {row[impl]['seconds']:7.1f} s/epoch ({row[impl]['batches']} batches, "
+                f"{row[impl]['fraction_of_float32_peak']:.2f} of the float32 peak)" for impl in args.impls))
     import torch
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     report = dict(benchmark="epoch", commit=commit, command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -134,7 +135,7 @@ def main(argv=None):
                                device_name=(torch.cuda.get_device_name(args.device)
                                             if args.device.startswith("cuda") else platform.processor() or "cpu")),
                   float32_gemm_peak_gflops=peak, model="paper (ref.Config())", results=results)
-    out = args.out or ROOT / "benchmarks" / "results" / f"epoch_{args.device.replace(':', '')}.json"
+    out = args.out or ROOT / "benchmarks" / "results" / f"epoch_{args.dataset}_{args.device.replace(':', '')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
