@@ -18,6 +18,7 @@ implementations, which must agree.
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -28,7 +29,8 @@ from . import checkpoint
 from .config import Config, TrainConfig, preset
 from .data import DATASETS, load_dataset
 from .errors import ConfigError
-from .train import RefEngine, evaluate, read_history, train
+from .music import piano_roll_png, write_midi
+from .train import RefEngine, evaluate, generate, read_history, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_TRAINING = dict(epochs=50, valid_every=2, dtype="float32", iw_samples=1)  # the IW bound: evaluated below
@@ -108,8 +110,21 @@ def reproduce(name, engine_factory=None, runs_dir="runs/paper", results_dir="res
     out = Path(results_dir) / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write(out, lambda f: f.write((json.dumps(result, indent=2) + "\n").encode()))
+    write_artifacts(name, run_dir, results_dir, evaluator)
     print(f"wrote {out}")
     return result
+
+
+def write_artifacts(name, run_dir, results_dir, engine, num_samples=3, length=200, seed=0):
+    """Beside the result file: the run's learning curve, and pieces sampled from its best
+    checkpoint (held by `engine`) as piano-roll PNG and MIDI files, in results/<name>_samples/."""
+    results_dir = Path(results_dir)
+    shutil.copyfile(Path(run_dir) / "learning_curve.png", results_dir / f"{name}_learning_curve.png")
+    samples = results_dir / f"{name}_samples"
+    samples.mkdir(exist_ok=True)
+    for i, roll in enumerate(generate(engine, num_samples, length, seed)):
+        piano_roll_png(roll, samples / f"sample_{i:03d}.png", title=f"{name}, sample {i}")
+        write_midi(roll, samples / f"sample_{i:03d}.mid")
 
 
 def _torch_engine(config):

@@ -98,7 +98,10 @@ def tables(results):
 def main():
     results = load_results()
     body = tables(results)
-    details = ["\n## Every result file\n", "| run | command | commit | epochs | s/epoch | hardware | implementation |",
+    details = ["\n## Every result file\n",
+               "Beside each `<run>.json`: `<run>_learning_curve.png` and pieces sampled from the best checkpoint, "
+               "`<run>_samples/sample_*.png` (piano rolls) and `.mid`.\n",
+               "| run | command | commit | epochs | s/epoch | hardware | implementation |",
                "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in results.items():
         impl = r["implementation"]

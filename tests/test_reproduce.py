@@ -34,6 +34,8 @@ def test_reproduce_writes_a_complete_result_that_both_implementations_confirm(tm
     assert set(r["test"]) >= {"elbo", "iw_K3", "iw_K5"} and r["test"]["iw_K5"]["K"] == 5
     assert r["cross_check"]["agree"] and r["cross_check"]["implementations"] == ["ref", "torch"]
     assert r["model"] == TINY.to_dict() and r["train"]["epochs"] == 2 and r["command"] == "srnn reproduce jsb-srnn2016"
+    assert (tmp_path / "results" / "jsb-srnn2016_learning_curve.png").exists()
+    assert len(list((tmp_path / "results" / "jsb-srnn2016_samples").glob("sample_*.mid"))) == 3
     # resuming to the planned epochs completes the same run
     r = reproduce.reproduce("jsb-srnn2016", runs_dir=tmp_path / "runs", results_dir=tmp_path / "results")
     assert not r["partial"] and r["epochs"] == 3
