@@ -87,12 +87,36 @@ def tables(results):
         r = results.get(name)
         out.append(f"| {label} | {_value(r['test']['elbo']) if r else '–'} | {_iw(r, 100, 'sequence_averaged')} | "
                    f"{_status(r)} |")
-    missing = [n for n in RUNS if n not in results]
-    out.append(f"\n± are standard errors over test pieces. \"ref = torch ✓\": the best checkpoint's test ELBO "
-               f"computed by both implementations in float64 agrees to 1e-8. Runs not yet made "
-               f"({len(missing)}): each is `srnn reproduce NAME`, listed by `srnn reproduce --list`; "
-               f"`results/run_all.sh` runs them all.")
+    out.append("\n± are standard errors over test pieces. \"ref = torch ✓\": the best checkpoint's test ELBO "
+               "computed by both implementations in float64 agrees to 1e-8.")
+    out.append(not_run_table(results))
     return "\n".join(out) + "\n"
+
+
+def epoch_seconds():
+    """(dataset, variant) -> measured seconds of one paper-size float32 training epoch of the ref
+    trainer on the CPU, from benchmarks/results/epoch_<dataset>_cpu.json (bench_epoch.py)."""
+    seconds = {}
+    for path in sorted((ROOT / "benchmarks" / "results").glob("epoch_*_cpu.json")):
+        for row in json.loads(path.read_text())["results"]:
+            if row["dtype"] == "float32" and "ref" in row:
+                seconds[row["dataset"], row["variant"]] = row["ref"]["seconds"]
+    return seconds
+
+
+def not_run_table(results):
+    """The runs not made yet: their command, and the time they need on this CPU."""
+    seconds = epoch_seconds()
+    lines = ["\n### Not run yet (each one command; `results/run_all.sh` runs them all)\n",
+             "| run | command | s/epoch, this CPU (ref, float32) | 50 epochs |", "| --- | --- | --- | --- |"]
+    for name, (config, tc, ks) in RUNS.items():
+        if name in results:
+            continue
+        s = seconds.get((tc.dataset, tc.variant))
+        note = "" if config.z_dim == 100 else " (measured at z = 100)"
+        lines.append(f"| {name} | `srnn reproduce {name}` | " + (f"{s:.0f}{note} | {50 * s / 3600:.1f} h |" if s
+                     else "not measured | – |"))
+    return "\n".join(lines)
 
 
 def main():
