@@ -47,41 +47,40 @@ def _iw(r, K, key, sign=1.0):
     return _value(m, key, sign) if m else "–"
 
 
+def _header(title, columns):
+    """A table's title and header lines."""
+    return [f"\n### {title}\n", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+
+
 def tables(results):
-    out = []
-    out.append("### The paper's setting: srnn2016 data, test ELBO in nats per step, sequence-averaged "
-               "(mean over pieces of L_i / T_i; higher is better)\n")
-    out.append("| dataset | ours: ELBO | ours: IW K=100 | ours: IW K=1000 | ours: ELBO, frame-weighted | "
-               "paper (SRNN) | seed poster (best z) | run |")
-    out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    out = _header("The paper's setting: srnn2016 data, test ELBO in nats per step, sequence-averaged "
+                  "(mean over pieces of L_i / T_i; higher is better)",
+                  ["dataset", "ours: ELBO", "ours: IW K=100", "ours: IW K=1000", "ours: ELBO, frame-weighted",
+                   "paper (SRNN)", "seed poster (best z)", "run"])
     for d in DATASETS:
         r = results.get(f"{d}-srnn2016")
         elbo = _value(r["test"]["elbo"]) if r else "–"
         fw = _value(r["test"]["elbo"], "frame_weighted") if r else "–"
         out.append(f"| {NAMES[d]} | {elbo} | {_iw(r, 100, 'sequence_averaged')} | {_iw(r, 1000, 'sequence_averaged')} "
                    f"| {fw} | {PAPER_SRNN[d]:.2f} | {POSTER_BEST[d]:.2f} | {_status(r)} |")
-    out.append("\n### The standard splits: boulanger2012 data, negative log-likelihood bounds in nats per frame, "
-               "frame-weighted (−ΣL_i / ΣT_i; lower is better)\n")
-    out.append("| dataset | ours: −ELBO | ours: −IW K=100 | DMM-Aug, importance-sampled | DMM-Aug, −ELBO | "
-               "pyro DMM, −ELBO | run |")
-    out.append("| --- | --- | --- | --- | --- | --- | --- |")
+    out += _header("The standard splits: boulanger2012 data, negative log-likelihood bounds in nats per frame, "
+                   "frame-weighted (−ΣL_i / ΣT_i; lower is better)",
+                   ["dataset", "ours: −ELBO", "ours: −IW K=100", "DMM-Aug, importance-sampled", "DMM-Aug, −ELBO",
+                    "pyro DMM, −ELBO", "run"])
     for d in DATASETS:
         r = results.get(f"{d}-boulanger2012")
         elbo = _value(r["test"]["elbo"], "frame_weighted", -1.0) if r else "–"
         out.append(f"| {NAMES[d]} | {elbo} | {_iw(r, 100, 'frame_weighted', -1.0)} | {DMM_AUG_IS[d]:.3f} | "
                    f"{DMM_AUG_ELBO[d]:.3f} | {PYRO_DMM_ELBO.get(d, '–')} | {_status(r)} |")
-    out.append("\n### The seed poster's sweep over z (srnn2016, test ELBO, sequence-averaged; d = 300)\n")
-    out.append("| dataset | " + " | ".join(f"z = {z}" for z in SWEEP_Z) + " | poster's best |")
-    out.append("| --- | " + " | ".join("---" for _ in SWEEP_Z) + " | --- |")
+    out += _header("The seed poster's sweep over z (srnn2016, test ELBO, sequence-averaged; d = 300)",
+                   ["dataset", *(f"z = {z}" for z in SWEEP_Z), "poster's best"])
     for d in DATASETS:
         cells = []
         for z in SWEEP_Z:
             r = results.get(f"{d}-srnn2016" if z == 100 else f"{d}-srnn2016-z{z}")
             cells.append(_value(r["test"]["elbo"]) + (" (partial)" if r["partial"] else "") if r else "–")
         out.append(f"| {NAMES[d]} | " + " | ".join(cells) + f" | {POSTER_BEST[d]:.2f} |")
-    out.append("\n### Ablations on JSB (srnn2016, test ELBO, sequence-averaged)\n")
-    out.append("| model | ELBO | IW K=100 | run |")
-    out.append("| --- | --- | --- | --- |")
+    out += _header("Ablations on JSB (srnn2016, test ELBO, sequence-averaged)", ["model", "ELBO", "IW K=100", "run"])
     for name, label in (("jsb-srnn2016", "smoothing + Resq (the paper's)"), ("jsb-srnn2016-filtering", "filtering + Resq"),
                         ("jsb-srnn2016-no-resq", "smoothing, no Resq")):
         r = results.get(name)
@@ -107,8 +106,8 @@ def epoch_seconds():
 def not_run_table(results):
     """The runs not made yet: their command, and the time they need on this CPU."""
     seconds = epoch_seconds()
-    lines = ["\n### Not run yet (each one command; `results/run_all.sh` runs them all)\n",
-             "| run | command | s/epoch, this CPU (ref, float32) | 50 epochs |", "| --- | --- | --- | --- |"]
+    lines = _header("Not run yet (each one command; `results/run_all.sh` runs them all)",
+                    ["run", "command", "s/epoch, this CPU (ref, float32)", "50 epochs"])
     for name, (config, tc, ks) in RUNS.items():
         if name in results:
             continue
