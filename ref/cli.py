@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from . import checkpoint
-from .config import BACKENDS, DTYPES, INFERENCE, PRESETS, Config, TrainConfig, preset
+from .config import BACKENDS, DTYPES, INFERENCE, PRESETS, TRAIN_LAYOUTS, Config, TrainConfig, preset
 from .data import DATASETS, VARIANTS, load_dataset
 from .errors import ConfigError, DataError, SRNNError
 from .music import piano_roll_png, write_midi
@@ -38,6 +38,8 @@ TRAIN_HELP = {
     "dataset": "'synthetic' (sampled from a known teacher SRNN, no files) or a music benchmark",
     "variant": "data preprocessing: boulanger2012 (standard splits, whole pieces) or srnn2016 "
                "(the SRNN paper's, truncated-BPTT streams); ignored by synthetic",
+    "train_layout": "as_stored (each variant's own train split) or streams (whole pieces concatenated into "
+                    "batch-size streams of 100-step chunks, states carried: the paper's training layout)",
     "epochs": "number of epochs to train (with --resume: the new total)",
     "batch_size": "sequences per batch (srnn2016 needs 16)",
     "lr": "Adam's learning rate",
@@ -110,7 +112,8 @@ def build_parser():
         sizes.add_argument(_flag(name), type=type(default), choices=choices, metavar=None if choices else "N",
                            help=f"{MODEL_HELP[name]} (paper: {default})")
     settings = train.add_argument_group("training settings (defaults: the paper's code)")
-    choices = {"dataset": ("synthetic", *DATASETS), "variant": VARIANTS, "dtype": DTYPES, "backend": BACKENDS}
+    choices = {"dataset": ("synthetic", *DATASETS), "variant": VARIANTS, "train_layout": TRAIN_LAYOUTS,
+               "dtype": DTYPES, "backend": BACKENDS}
     for field in dataclasses.fields(TrainConfig):
         settings.add_argument(_flag(field.name), type=type(field.default), choices=choices.get(field.name),
                               help=f"{TRAIN_HELP[field.name]} (default: {field.default})")

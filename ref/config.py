@@ -86,6 +86,7 @@ def preset(name: str, **overrides) -> Config:
 
 DTYPES = ("float64", "float32")
 BACKENDS = ("numba", "numpy")  # ref/fast.py's kernels, or the readable loops of ref/model.py
+TRAIN_LAYOUTS = ("as_stored", "streams")  # the train split as its files hold it, or ref.data.as_streams of it
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class TrainConfig(_Fields):
 
     dataset: str = "synthetic"      # "synthetic" or one of ref.data.DATASETS
     variant: str = "boulanger2012"  # one of ref.data.VARIANTS (ignored by "synthetic")
+    train_layout: str = "as_stored"  # or "streams": whole train pieces as truncated-BPTT streams
     epochs: int = 50
     batch_size: int = 16            # srnn2016 needs 16: its streams are laid out for it
     lr: float = 1e-3
@@ -131,6 +133,8 @@ class TrainConfig(_Fields):
             raise ConfigError(f"kl_start must be in [0, 1], got {self.kl_start!r}")
         if not _is_real(self.lr_decay) or not self.lr_decay >= 1:
             raise ConfigError(f"lr_decay must be a number >= 1, got {self.lr_decay!r}")
+        if self.train_layout not in TRAIN_LAYOUTS:
+            raise ConfigError(f"unknown train_layout {self.train_layout!r}; choose one of {TRAIN_LAYOUTS}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {DTYPES}")
         if self.backend not in BACKENDS:

@@ -179,6 +179,38 @@ class Dataset:
         return self.train.x.shape[-1]
 
 
+def as_streams(split: Split, streams: int = SRNN2016_STREAMS, chunk: int = SRNN2016_CHUNK) -> Split:
+    """Whole pieces laid out as the srnn2016 files lay out theirs: truncated-BPTT streams.
+
+    The pieces' valid frames are concatenated in order and cut into ``streams`` contiguous
+    parts of near-equal length, each cut into chunks of ``chunk`` steps; row
+    ``streams*k + j`` is chunk k of part j, and the tail of each part's last chunk is masked.
+    Every frame keeps its own ``u`` (for boulanger2012, ``u = 0`` at each piece's start), so
+    only the carried states cross a piece boundary, as in the paper's training. A split
+    already in stream layout is returned as it is.
+    """
+    if split.streams:
+        return split
+    valid = split.mask.astype(bool)
+    u, x = split.u[valid], split.x[valid]  # (frames, x_dim), piece after piece: masks are prefixes
+    per_stream = len(x) // streams
+    if per_stream == 0:
+        raise DataError(f"{len(x)} frames cannot fill {streams} streams")
+    if per_stream % chunk == 0:
+        u, x = u[:per_stream * streams], x[:per_stream * streams]  # drop < streams frames: no chunk is empty
+    steps = -(-len(np.array_split(x, streams)[0]) // chunk) * chunk  # the longest part, whole chunks
+    out = {name: np.zeros((streams, steps) + a.shape[1:], a.dtype) for name, a in (("u", u), ("x", x))}
+    mask = np.zeros((streams, steps), split.mask.dtype)
+    for j, rows in enumerate(np.array_split(np.arange(len(x)), streams)):
+        out["u"][j, :len(rows)], out["x"][j, :len(rows)], mask[j, :len(rows)] = u[rows], x[rows], 1
+
+    def rows(a):  # (streams, chunks*chunk, ...) -> (chunks*streams, chunk, ...), chunk-major
+        a = a.reshape((streams, steps // chunk, chunk) + a.shape[2:])
+        return a.swapaxes(0, 1).reshape((-1, chunk) + a.shape[3:])
+
+    return Split(rows(out["u"]), rows(out["x"]), rows(mask), streams=streams)
+
+
 # ----------------------------------------------------------------- files on disk
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:

@@ -19,6 +19,7 @@ last.npz (with the optimizer state, for `resume`), learning_curve.png and, at th
 test_metrics.json. Checkpoints and JSON files are replaced atomically, so after Ctrl-C
 or a crash the last completed epoch is intact.
 """
+import dataclasses
 import json
 import math
 import sys
@@ -35,7 +36,7 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .config import Config, TrainConfig
-from .data import load_dataset
+from .data import as_streams, load_dataset
 from .bounds import elbo_and_states, log_importance_weights
 from .errors import ConfigError, DataError
 from .model import init_params
@@ -116,6 +117,8 @@ def train(run_dir, config, train_config, data_dir=None, resume=False, engine=Non
     run_dir, tc = Path(run_dir), train_config
     engine = engine or RefEngine(config, tc.dtype, tc.backend)
     dataset = load_dataset(tc.dataset, tc.variant, data_dir)
+    if tc.train_layout == "streams":  # validation keeps whole pieces: early stopping on the metric reported
+        dataset = dataclasses.replace(dataset, train=as_streams(dataset.train, streams=tc.batch_size))
     _check_fits(config, tc, dataset)
     params, adam, start, best_valid, history = _start(run_dir, config, tc, resume, engine)
     engine.load(params, adam)
@@ -143,7 +146,10 @@ def train(run_dir, config, train_config, data_dir=None, resume=False, engine=Non
             checkpoint.save(last_path, params, config, tc,
                             {"epoch": epoch + 1, "best_valid": best_valid, "adam": adam})
             print(_epoch_line(record, tc.epochs))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemError) as error:
+        # numba turns a Ctrl-C inside a compiled kernel into a SystemError raised from it
+        if not isinstance(error, KeyboardInterrupt) and not isinstance(error.__cause__, KeyboardInterrupt):
+            raise
         done = checkpoint.load(last_path).state["epoch"] if last_path.exists() else 0
         saved = f"epoch {done} is saved in {last_path}" if done else "no epoch had finished"
         raise KeyboardInterrupt(

@@ -137,12 +137,25 @@ def test_stream_layout_with_another_batch_size_is_one_error_line(tmp_path, capsy
     assert not (tmp_path / "run").exists()
 
 
-def test_ctrl_c_exits_130_with_one_line_that_says_how_to_resume(tmp_path, monkeypatch, capsys):
+def _ctrl_c():
+    raise KeyboardInterrupt
+
+
+def _ctrl_c_inside_a_numba_kernel():
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as ctrl_c:  # what numba's dispatcher raises when Ctrl-C lands in a kernel
+        raise SystemError("CPUDispatcher(<function _stochastic_backward>) returned a result with an "
+                          "exception set") from ctrl_c
+
+
+@pytest.mark.parametrize("ctrl_c", [_ctrl_c, _ctrl_c_inside_a_numba_kernel])
+def test_ctrl_c_exits_130_with_one_line_that_says_how_to_resume(tmp_path, monkeypatch, capsys, ctrl_c):
     epochs_run = []
 
     def interrupted_epoch(engine, tc, split, epoch):
         if epoch == 1:
-            raise KeyboardInterrupt
+            ctrl_c()
         epochs_run.append(epoch)
         return {"train_elbo": -1.0, "kl_weight": 1.0, "lr": 1e-3}
 

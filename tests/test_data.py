@@ -160,6 +160,47 @@ def test_pieces_split_shifts_x_into_u():
     assert not s.x[1, 1:].any() and np.array_equal(s.mask, [[1, 1, 1], [1, 0, 0]])
 
 
+
+@settings(deadline=None, max_examples=60)
+@given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=25),
+       streams=st.integers(1, 6), chunk=st.integers(1, 9))
+def test_as_streams_cuts_the_concatenated_pieces_into_streams_of_chunks(lengths, streams, chunk):
+    split = pieces_split_of(lengths)
+    frames = sum(lengths)
+    if frames < streams:
+        with pytest.raises(DataError, match=f"{frames} frames cannot fill {streams} streams"):
+            data.as_streams(split, streams, chunk)
+        return
+    s = data.as_streams(split, streams, chunk)
+    assert s.streams == streams and s.x.shape[1] == chunk and len(s) % streams == 0
+    assert s.lengths.min() >= 1  # no empty row, which the model would reject
+    # reading stream j's chunks in order gives part j; the parts in order give the pieces in order
+    parts = [[s.x[k * streams + j, :s.lengths[k * streams + j]] for k in range(len(s) // streams)]
+             for j in range(streams)]
+    for j in range(streams):  # only a stream's last chunk may be padded
+        assert all(len(c) == chunk for c in parts[j][:-1])
+    read_x = np.concatenate([np.concatenate(p) for p in parts])
+    read_u = np.concatenate([s.u[k * streams + j, :s.lengths[k * streams + j]]
+                             for j in range(streams) for k in range(len(s) // streams)])
+    valid = split.mask.astype(bool)
+    dropped = frames - len(read_x)
+    assert 0 <= dropped < streams  # only when the rest would leave a stream's last chunk empty
+    assert np.array_equal(read_x, split.x[valid][:len(read_x)]) and np.array_equal(read_u, split.u[valid][:len(read_u)])
+    assert max(map(len, map(np.concatenate, parts))) - min(map(len, map(np.concatenate, parts))) <= 1
+    assert data.as_streams(s, streams, chunk) is s  # already streams
+
+
+@needs_data
+def test_as_streams_of_boulanger2012_keeps_every_frame_and_the_zero_input_at_each_piece_start():
+    train = data.load_dataset("jsb", "boulanger2012", DATA_DIR).train
+    s = data.as_streams(train)
+    assert s.num_frames == train.num_frames and len(s) == 16 * 9
+    assert not train.u[:, 0].any()  # u_1 = 0 at every piece's start ...
+
+    def zero_inputs(split):
+        return int((~split.u.any(axis=2) & (split.mask > 0)).sum())
+
+    assert zero_inputs(s) == zero_inputs(train) >= len(train)  # ... and in the streams too
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "4"])
 def test_bad_batch_size_is_a_config_error(bad):
     with pytest.raises(ConfigError, match="batch_size"):

@@ -11,6 +11,7 @@ import pytest
 import ref
 from ref import checkpoint, optim, train
 from ref.config import TrainConfig
+from ref.data import Dataset, as_streams
 from ref.errors import ConfigError, DataError
 from tests.strategies import stream_dataset
 
@@ -169,6 +170,21 @@ def test_stream_layout_carries_states_across_batches(tmp_path, stream_data, monk
             np.testing.assert_array_equal(calls[i][0], calls[i - 1][2])
             np.testing.assert_array_equal(calls[i][1], calls[i - 1][3])
     assert calls[5][0] is None
+
+
+def test_streams_train_layout_trains_as_on_the_same_pieces_stored_as_streams(tmp_path, monkeypatch):
+    pieces = stream_dataset().test  # 5 whole pieces of 10 steps: 4 streams of one chunk (12 or 13 steps)
+    as_pieces = Dataset("pieces", "boulanger2012", pieces, pieces, pieces)
+    cut = Dataset("pieces", "boulanger2012", as_streams(pieces, 4), pieces, pieces)
+    tc = TrainConfig(epochs=2, batch_size=4, iw_samples=1)
+    for name, dataset, layout in (("stored", cut, "as_stored"), ("cut", as_pieces, "streams")):
+        monkeypatch.setattr(train, "load_dataset", lambda *_, dataset=dataset: dataset)
+        train.train(tmp_path / name, TINY, TrainConfig(**{**tc.to_dict(), "train_layout": layout}))
+    assert _params_equal(checkpoint.load(tmp_path / "stored" / "last.npz").params,
+                         checkpoint.load(tmp_path / "cut" / "last.npz").params)
+    logged = [[{k: v for k, v in r.items() if k != "seconds"} for r in train.read_history(tmp_path / name)]
+              for name in ("stored", "cut")]
+    assert logged[0] == logged[1]
 
 
 def test_stream_layout_requires_its_batch_size(tmp_path, stream_data):
