@@ -4,8 +4,9 @@
 
 Measured in one run, on this machine: one pass of the project's trainer
 (`ref.train._train_epoch`: batches, noise, gradient, clipping, Adam) over the training
-split of `--dataset`, in both data variants (boulanger2012: 15 batches of whole pieces,
-padded to each batch's longest; srnn2016: 17 batches of 16 streams × 100 steps), with
+split of `--dataset`, in both data variants (on JSB, boulanger2012: 15 batches of whole pieces,
+padded to each batch's longest, or with `--train-layout streams` as `srnn reproduce` trains
+it, 9 batches of 16 streams × 100 steps; srnn2016: 17 batches of 16 streams × 100 steps), with
 the paper's model (d 300, z 100, a 300, h 500, two-layer feature extractor) and training
 settings, in float32 and float64, for each implementation: ref (its numba fast path) and
 torch_impl on `--device`. Every measurement runs in a fresh process, so that no thread
@@ -32,8 +33,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import ref  # noqa: E402
 from bench_fast_path import gemm_peak, matmul_flops  # noqa: E402
 from ref import train  # noqa: E402
-from ref.config import TrainConfig  # noqa: E402
-from ref.data import load_dataset  # noqa: E402
+from ref.config import TRAIN_LAYOUTS, TrainConfig  # noqa: E402
+from ref.data import as_streams, load_dataset  # noqa: E402
 
 VARIANTS = ("boulanger2012", "srnn2016")
 DTYPES = ("float32", "float64")
@@ -47,11 +48,12 @@ def engine_for(impl, config, dtype, device):
     return TorchEngine(config, dtype, device)
 
 
-def time_one_epoch(impl, dataset_name, variant, dtype, device, data_dir):
+def time_one_epoch(impl, dataset_name, variant, dtype, device, data_dir, train_layout):
     """Seconds of one training epoch of `impl`, and the epoch's matrix-multiply FLOPs."""
     config = ref.Config()  # the paper's model
-    tc = TrainConfig(dataset=dataset_name, variant=variant, dtype=dtype, epochs=1)
+    tc = TrainConfig(dataset=dataset_name, variant=variant, dtype=dtype, epochs=1, train_layout=train_layout)
     split = load_dataset(dataset_name, variant, data_dir).train
+    split = as_streams(split) if train_layout == "streams" else split
     engine = engine_for(impl, config, dtype, device)
     params = ref.init_params(config, tc.seed)
     batch = next(split.batches(tc.batch_size, np.random.default_rng(0)))
@@ -98,12 +100,14 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES))
     parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
+    parser.add_argument("--train-layout", choices=TRAIN_LAYOUTS, default="as_stored")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--one", nargs=3, metavar=("IMPL", "VARIANT", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:  # a child process: one measurement, as JSON on stdout
         impl, variant, dtype = args.one
-        print(json.dumps(time_one_epoch(impl, args.dataset, variant, dtype, args.device, args.data_dir)))
+        print(json.dumps(time_one_epoch(impl, args.dataset, variant, dtype, args.device, args.data_dir,
+                                        args.train_layout)))
         return
 
     peak = peak_gflops(args.device)
@@ -111,10 +115,11 @@ def main(argv=None):
     results = []
     for variant in args.variants:
         for dtype in args.dtypes:
-            row = dict(dataset=args.dataset, variant=variant, dtype=dtype)
+            row = dict(dataset=args.dataset, variant=variant, train_layout=args.train_layout, dtype=dtype)
             for impl in args.impls:
                 child = [sys.executable, __file__, "--one", impl, variant, dtype, "--dataset", args.dataset,
-                         "--device", args.device] + (["--data-dir", args.data_dir] if args.data_dir else [])
+                         "--device", args.device, "--train-layout", args.train_layout] + (
+                    ["--data-dir", args.data_dir] if args.data_dir else [])
                 out = subprocess.run(child, capture_output=True, text=True)
                 if out.returncode:
                     sys.exit(f"{impl} {variant} {dtype} failed:\n{out.stderr}")
@@ -135,7 +140,8 @@ def main(argv=None):
                                device_name=(torch.cuda.get_device_name(args.device)
                                             if args.device.startswith("cuda") else platform.processor() or "cpu")),
                   float32_gemm_peak_gflops=peak, model="paper (ref.Config())", results=results)
-    out = args.out or ROOT / "benchmarks" / "results" / f"epoch_{args.dataset}_{args.device.replace(':', '')}.json"
+    layout = "_streams" if args.train_layout == "streams" else ""
+    out = args.out or ROOT / "benchmarks" / "results" / f"epoch_{args.dataset}_{args.device.replace(':', '')}{layout}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")

@@ -92,14 +92,21 @@ def tables(results):
     return "\n".join(out) + "\n"
 
 
+def _epoch_key(dataset, variant, train_layout):
+    # srnn2016's train files are streams already: both layouts are the same epoch
+    return dataset, variant, "streams" if variant == "srnn2016" else train_layout
+
+
 def epoch_seconds():
-    """(dataset, variant) -> measured seconds of one paper-size float32 training epoch of the ref
-    trainer on the CPU, from benchmarks/results/epoch_<dataset>_cpu.json (bench_epoch.py)."""
+    """(dataset, variant, train layout) -> measured seconds of one paper-size float32 training
+    epoch of the ref trainer on the CPU, from benchmarks/results/epoch_<dataset>_cpu*.json
+    (bench_epoch.py)."""
     seconds = {}
-    for path in sorted((ROOT / "benchmarks" / "results").glob("epoch_*_cpu.json")):
+    for path in sorted((ROOT / "benchmarks" / "results").glob("epoch_*_cpu*.json")):
         for row in json.loads(path.read_text())["results"]:
             if row["dtype"] == "float32" and "ref" in row:
-                seconds[row["dataset"], row["variant"]] = row["ref"]["seconds"]
+                key = _epoch_key(row["dataset"], row["variant"], row.get("train_layout", "as_stored"))
+                seconds[key] = row["ref"]["seconds"]
     return seconds
 
 
@@ -107,14 +114,15 @@ def not_run_table(results):
     """The runs not made yet: their command, and the time they need on this CPU."""
     seconds = epoch_seconds()
     lines = _header("Not run yet (each one command; `results/run_all.sh` runs them all)",
-                    ["run", "command", "s/epoch, this CPU (ref, float32)", "50 epochs"])
+                    ["run", "command", "s/epoch, this CPU (ref, float32)", "epochs", "hours"])
     for name, (config, tc, ks) in RUNS.items():
         if name in results:
             continue
-        s = seconds.get((tc.dataset, tc.variant))
+        s = seconds.get(_epoch_key(tc.dataset, tc.variant, tc.train_layout))
         note = "" if config.z_dim == 100 else " (measured at z = 100)"
-        lines.append(f"| {name} | `srnn reproduce {name}` | " + (f"{s:.0f}{note} | {50 * s / 3600:.1f} h |" if s
-                     else "not measured | – |"))
+        lines.append(f"| {name} | `srnn reproduce {name}` | " + (f"{s:.0f}{note} | {tc.epochs} | "
+                                                                  f"{tc.epochs * s / 3600:.1f} |" if s
+                                                                  else f"not measured | {tc.epochs} | – |"))
     return "\n".join(lines)
 
 
