@@ -11,7 +11,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from ref.config import TrainConfig  # noqa: E402
 from ref.reproduce import RUNS, SWEEP_Z  # noqa: E402
+from ref.train import RESUMABLE_CHANGES  # noqa: E402
 
 DATASETS = ("jsb", "nottingham", "muse", "piano")
 NAMES = {"jsb": "JSB", "nottingham": "Nottingham", "muse": "Muse", "piano": "Piano"}
@@ -24,8 +26,22 @@ PYRO_DMM_ELBO = {"jsb": 6.87}
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def load_results():
-    return {p.stem: json.loads(p.read_text()) for p in sorted(HERE.glob("*.json"))}
+def load_results(directory=HERE):
+    """name -> result; a file whose model or training differs from what `srnn reproduce NAME` runs
+    now is an error, so no table mixes a stale run in."""
+    results = {p.stem: json.loads(p.read_text()) for p in sorted(Path(directory).glob("*.json"))}
+    for name, r in results.items():
+        if name not in RUNS:
+            sys.exit(f"results/{name}.json: no run of that name (`srnn reproduce --list`)")
+        config, tc, _ = RUNS[name]
+        ran = TrainConfig(**r["train"]).to_dict()  # fills fields added since with their defaults
+        changed = [k for k, v in tc.to_dict().items() if k not in RESUMABLE_CHANGES and ran[k] != v]
+        changed += [k for k, v in config.to_dict().items() if r["model"][k] != v]
+        changed += ["epochs"] if r["planned_epochs"] != tc.epochs else []
+        if changed:
+            sys.exit(f"results/{name}.json was made with other settings ({', '.join(changed)}) than "
+                     f"`srnn reproduce {name}` uses now; run it again or delete the file")
+    return results
 
 
 def _value(m, key="sequence_averaged", sign=1.0):
@@ -117,6 +133,11 @@ def not_run_table(results):
                     ["run", "command", "s/epoch, this CPU (ref, float32)", "epochs", "hours"])
     for name, (config, tc, ks) in RUNS.items():
         if name in results:
+            missing = [K for K in ks if f"iw_K{K}" not in results[name]["test"]]
+            if missing:  # evaluation only; its time scales with K
+                minutes = results[name]["eval_seconds"] * max(missing) / 100 / 60
+                lines.append(f"| {name}: IW K={', '.join(map(str, missing))} | `srnn reproduce {name}` "
+                             f"(evaluates every K of the run) | trained | – | ~{minutes / 60:.1f} (evaluation) |")
             continue
         s = seconds.get(_epoch_key(tc.dataset, tc.variant, tc.train_layout))
         note = "" if config.z_dim == 100 else " (measured at z = 100)"

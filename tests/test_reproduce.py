@@ -53,6 +53,21 @@ def test_tables_are_made_from_the_result_files(tmp_path, tiny_run):
     assert "| Nottingham | – |" in text, "a run not made is shown as missing, not invented"
 
 
+def test_a_stale_result_stops_the_tables_and_a_missing_k_is_listed(tmp_path, tiny_run, monkeypatch):
+    sys.path.insert(0, str(ROOT / "results"))
+    import make_table
+
+    reproduce.reproduce("jsb-srnn2016", runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", iw_samples=3)
+    results = make_table.load_results(tmp_path / "results")
+    not_run = make_table.not_run_table(results)
+    assert "| jsb-srnn2016: IW K=5 | `srnn reproduce jsb-srnn2016`" in not_run
+    assert "| jsb-srnn2016 |" not in not_run
+    config, tc, ks = reproduce.RUNS["jsb-srnn2016"]
+    monkeypatch.setitem(reproduce.RUNS, "jsb-srnn2016", (config, TrainConfig(**{**tc.to_dict(), "lr": 0.1}), ks))
+    with pytest.raises(SystemExit, match=r"other settings \(lr\)"):
+        make_table.load_results(tmp_path / "results")
+
+
 def test_unknown_run_is_a_clear_error():
     with pytest.raises(ref.ConfigError, match="srnn reproduce --list"):
         reproduce.reproduce("jsb-bogus")
