@@ -53,6 +53,24 @@ def test_tables_are_made_from_the_result_files(tmp_path, tiny_run):
     assert "| Nottingham | – |" in text, "a run not made is shown as missing, not invented"
 
 
+def test_bounds_already_in_the_result_file_of_the_same_checkpoint_are_kept(tmp_path, tiny_run, monkeypatch):
+    first = reproduce.reproduce("jsb-srnn2016", runs_dir=tmp_path / "runs", results_dir=tmp_path / "results",
+                                iw_samples=3)
+    ks_evaluated = []
+    evaluate = reproduce.evaluate
+
+    def counting(engine, split, K, seed, teacher=None):
+        ks_evaluated.append(K)
+        return evaluate(engine, split, K, seed, teacher)
+
+    monkeypatch.setattr(reproduce, "evaluate", counting)
+    second = reproduce.reproduce("jsb-srnn2016", runs_dir=tmp_path / "runs", results_dir=tmp_path / "results")
+    assert 3 not in ks_evaluated and 5 in ks_evaluated  # K = 3 was in the file, K = 5 was not
+    assert second["test"]["iw_K3"] == first["test"]["iw_K3"] and second["test"]["iw_K5"]["K"] == 5
+    assert second["test"]["iw_K3"] == evaluate(train.RefEngine(TINY, "float64").load(
+        ref.checkpoint.load(tmp_path / "runs" / "jsb-srnn2016" / "best.npz").params), tiny_run.test, 3, 0)["iw"]
+
+
 def test_a_stale_result_stops_the_tables_and_a_missing_k_is_listed(tmp_path, tiny_run, monkeypatch):
     sys.path.insert(0, str(ROOT / "results"))
     import make_table
