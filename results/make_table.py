@@ -130,7 +130,7 @@ def not_run_table(results):
     """The runs not made yet: their command, and the time they need on this CPU."""
     seconds = epoch_seconds()
     lines = _header("Not run yet (each one command; `results/run_all.sh` runs them all)",
-                    ["run", "command", "s/epoch, this CPU (ref, float32)", "epochs", "hours"])
+                    ["run", "command", "s/epoch, this CPU (ref, float32)", "epochs", "hours of training"])
     for name, (config, tc, ks) in RUNS.items():
         if name in results:
             missing = [K for K in ks if f"iw_K{K}" not in results[name]["test"]]
