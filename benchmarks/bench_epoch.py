@@ -34,7 +34,7 @@ import ref  # noqa: E402
 from bench_fast_path import gemm_peak, matmul_flops  # noqa: E402
 from ref import train  # noqa: E402
 from ref.config import TRAIN_LAYOUTS, TrainConfig  # noqa: E402
-from ref.data import as_streams, load_dataset  # noqa: E402
+from ref.data import load_dataset  # noqa: E402
 
 VARIANTS = ("boulanger2012", "srnn2016")
 DTYPES = ("float32", "float64")
@@ -52,8 +52,7 @@ def time_one_epoch(impl, dataset_name, variant, dtype, device, data_dir, train_l
     """Seconds of one training epoch of `impl`, and the epoch's matrix-multiply FLOPs."""
     config = ref.Config()  # the paper's model
     tc = TrainConfig(dataset=dataset_name, variant=variant, dtype=dtype, epochs=1, train_layout=train_layout)
-    split = load_dataset(dataset_name, variant, data_dir).train
-    split = as_streams(split) if train_layout == "streams" else split
+    split = train.train_split(load_dataset(dataset_name, variant, data_dir).train, tc)
     engine = engine_for(impl, config, dtype, device)
     params = ref.init_params(config, tc.seed)
     batch = next(split.batches(tc.batch_size, np.random.default_rng(0)))

@@ -198,10 +198,11 @@ def as_streams(split: Split, streams: int = SRNN2016_STREAMS, chunk: int = SRNN2
         raise DataError(f"{len(x)} frames cannot fill {streams} streams")
     if per_stream % chunk == 0:
         u, x = u[:per_stream * streams], x[:per_stream * streams]  # drop < streams frames: no chunk is empty
-    steps = -(-len(np.array_split(x, streams)[0]) // chunk) * chunk  # the longest part, whole chunks
+    parts = np.array_split(np.arange(len(x)), streams)  # frame indices of each stream
+    steps = -(-len(parts[0]) // chunk) * chunk  # the longest part, whole chunks
     out = {name: np.zeros((streams, steps) + a.shape[1:], a.dtype) for name, a in (("u", u), ("x", x))}
     mask = np.zeros((streams, steps), split.mask.dtype)
-    for j, rows in enumerate(np.array_split(np.arange(len(x)), streams)):
+    for j, rows in enumerate(parts):
         out["u"][j, :len(rows)], out["x"][j, :len(rows)], mask[j, :len(rows)] = u[rows], x[rows], 1
 
     def rows(a):  # (streams, chunks*chunk, ...) -> (chunks*streams, chunk, ...), chunk-major

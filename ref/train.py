@@ -117,8 +117,7 @@ def train(run_dir, config, train_config, data_dir=None, resume=False, engine=Non
     run_dir, tc = Path(run_dir), train_config
     engine = engine or RefEngine(config, tc.dtype, tc.backend)
     dataset = load_dataset(tc.dataset, tc.variant, data_dir)
-    if tc.train_layout == "streams":  # validation keeps whole pieces: early stopping on the metric reported
-        dataset = dataclasses.replace(dataset, train=as_streams(dataset.train, streams=tc.batch_size))
+    dataset = dataclasses.replace(dataset, train=train_split(dataset.train, tc))
     _check_fits(config, tc, dataset)
     params, adam, start, best_valid, history = _start(run_dir, config, tc, resume, engine)
     engine.load(params, adam)
@@ -166,6 +165,12 @@ def train(run_dir, config, train_config, data_dir=None, resume=False, engine=Non
     return metrics
 
 
+def train_split(split, tc):
+    """The train split as `tc.train_layout` lays it out: as stored, or cut into tc.batch_size
+    streams (ref.data.as_streams). Validation keeps whole pieces: early stopping on the metric reported."""
+    return as_streams(split, streams=tc.batch_size) if tc.train_layout == "streams" else split
+
+
 def _check_fits(config, tc, dataset):
     """Catch a model/data mismatch before any file is written."""
     if config.x_dim != dataset.x_dim:
@@ -206,13 +211,20 @@ def _write_run_config(run_dir, config, tc, engine):
                     {"model": config.to_dict(), "train": tc.to_dict(), "implementation": engine.describe()})
 
 
+def changed_settings(run_config, run_tc, config, tc):
+    """Names of the model fields, and of the training fields outside RESUMABLE_CHANGES, in
+    which a run (run_config, run_tc) differs from (config, tc): two lists."""
+    model = [k for k, v in run_config.to_dict().items() if getattr(config, k) != v]
+    training = [k for k, v in run_tc.to_dict().items() if k not in RESUMABLE_CHANGES and getattr(tc, k) != v]
+    return model, training
+
+
 def _check_same_run(run_config, run_tc, config, tc):
-    if run_config != config:
-        diff = [f"{k} ({v} in the run, {getattr(config, k)} now)"
-                for k, v in run_config.to_dict().items() if getattr(config, k) != v]
+    model, training = changed_settings(run_config, run_tc, config, tc)
+    if model:
+        diff = [f"{k} ({getattr(run_config, k)} in the run, {getattr(config, k)} now)" for k in model]
         raise ConfigError(f"cannot resume with a different model: {', '.join(diff)}")
-    diff = [f"{k} ({v} in the run, {getattr(tc, k)} now)"
-            for k, v in run_tc.to_dict().items() if k not in RESUMABLE_CHANGES and getattr(tc, k) != v]
+    diff = [f"{k} ({getattr(run_tc, k)} in the run, {getattr(tc, k)} now)" for k in training]
     if diff:
         raise ConfigError(f"cannot resume with different training settings (only {' and '.join(RESUMABLE_CHANGES)} "
                           f"may change): {', '.join(diff)}")

@@ -11,9 +11,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from ref.config import TrainConfig  # noqa: E402
+from ref.config import Config, TrainConfig  # noqa: E402
 from ref.reproduce import RUNS, SWEEP_Z  # noqa: E402
-from ref.train import RESUMABLE_CHANGES  # noqa: E402
+from ref.train import changed_settings  # noqa: E402
 
 DATASETS = ("jsb", "nottingham", "muse", "piano")
 NAMES = {"jsb": "JSB", "nottingham": "Nottingham", "muse": "Muse", "piano": "Piano"}
@@ -34,10 +34,9 @@ def load_results(directory=HERE):
         if name not in RUNS:
             sys.exit(f"results/{name}.json: no run of that name (`srnn reproduce --list`)")
         config, tc, _ = RUNS[name]
-        ran = TrainConfig(**r["train"]).to_dict()  # fills fields added since with their defaults
-        changed = [k for k, v in tc.to_dict().items() if k not in RESUMABLE_CHANGES and ran[k] != v]
-        changed += [k for k, v in config.to_dict().items() if r["model"][k] != v]
-        changed += ["epochs"] if r["planned_epochs"] != tc.epochs else []
+        # TrainConfig(**...) fills fields added since with their defaults
+        model, training = changed_settings(Config(**r["model"]), TrainConfig(**r["train"]), config, tc)
+        changed = training + model + (["epochs"] if r["planned_epochs"] != tc.epochs else [])
         if changed:
             sys.exit(f"results/{name}.json was made with other settings ({', '.join(changed)}) than "
                      f"`srnn reproduce {name}` uses now; run it again or delete the file")
@@ -135,9 +134,9 @@ def not_run_table(results):
         if name in results:
             missing = [K for K in ks if f"iw_K{K}" not in results[name]["test"]]
             if missing:  # evaluation only; its time scales with K
-                minutes = results[name]["eval_seconds"] * max(missing) / 100 / 60
+                hours = results[name]["eval_seconds"] * max(missing) / 100 / 3600
                 lines.append(f"| {name}: IW K={', '.join(map(str, missing))} | `srnn reproduce {name}` "
-                             f"(evaluates every K of the run) | trained | – | ~{minutes / 60:.1f} (evaluation) |")
+                             f"(evaluates every K of the run) | trained | – | ~{hours:.1f} (evaluation) |")
             continue
         s = seconds.get(_epoch_key(tc.dataset, tc.variant, tc.train_layout))
         note = "" if config.z_dim == 100 else " (measured at z = 100)"
