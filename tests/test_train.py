@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.special import logsumexp
 
 import ref
 from ref import checkpoint, optim, train
 from ref.config import TrainConfig
 from ref.data import Dataset, as_streams
 from ref.errors import ConfigError, DataError
-from tests.strategies import stream_dataset
+from tests.strategies import CONFIGS, perturbed_params, random_batch, stream_dataset
 
 DATA_DIR = Path(os.environ.get("SRNN_DATA_DIR") or Path(__file__).parents[1] / ".." / "shared" / "data")
 TINY = ref.Config(x_dim=88, d_dim=4, z_dim=2, a_dim=4, h_dim=8, embed_layers=1, mlp_layers=1)
@@ -236,14 +237,19 @@ def test_evaluate_reports_both_metrics_for_elbo_and_iw_bound():
     assert "iw" not in train.evaluate(engine, dataset.test, 0, seed=1)
 
 
-def test_iw_paths_in_small_groups_give_the_same_bound(monkeypatch):
-    dataset = stream_dataset()
-    engine = train.RefEngine(TINY).load(ref.init_params(TINY, 0))
-    batch = next(dataset.test.batches(5))
-    whole = train._iw_bound(engine, batch, 12, np.random.default_rng(0), None, None)
-    monkeypatch.setattr(train, "EVAL_MEMORY", 1)  # one path per group
-    grouped = train._iw_bound(engine, batch, 12, np.random.default_rng(0), None, None)
-    np.testing.assert_allclose(grouped, whole, rtol=1e-12)
+@pytest.mark.parametrize("memory", [train.EVAL_MEMORY, 1], ids=["all-paths-per-call", "one-path-per-call"])
+@pytest.mark.parametrize("carried", [False, True], ids=["zero-states", "carried-states"])
+def test_iw_bound_run_by_sequence_and_path_group_is_the_bound_of_the_whole_batch(monkeypatch, memory, carried):
+    config, K, rng = CONFIGS["paper-options"], 12, np.random.default_rng(0)
+    lengths = np.array([9, 3, 7, 1, 5])  # padded to 9: trimming each sequence must change nothing
+    u, x, mask, _ = random_batch(config, 5, 9, rng, mask=(np.arange(9) < lengths[:, None]).astype(float))
+    batch = ref.data.Batch(u, x, mask)
+    d_0, z_0 = (rng.standard_normal((5, config.d_dim)), rng.standard_normal((5, config.z_dim))) if carried else (None, None)
+    engine = train.RefEngine(config).load(perturbed_params(config, 0))
+    eps = np.random.default_rng(1).standard_normal((K, 5, 9, config.z_dim))  # all paths at once
+    whole = logsumexp(engine.log_importance_weights(batch, eps, d_0, z_0), axis=0) - np.log(K)
+    monkeypatch.setattr(train, "EVAL_MEMORY", memory)
+    np.testing.assert_allclose(train._iw_bound(engine, batch, K, np.random.default_rng(1), d_0, z_0), whole, rtol=1e-12)
 
 
 @pytest.mark.slow
