@@ -338,13 +338,15 @@ def _iw_bound(engine, batch, K, rng, d_0, z_0):
     config, (B, T) = engine.config, batch.mask.shape
     path_bytes = T * (_bytes_per_step(config) + 8 * B * config.z_dim)  # a path's states, and its noise for the batch
     group = int(max(1, min(K, EVAL_MEMORY // path_bytes)))
+    sequences = []  # each sequence alone, trimmed to its length, with its carried states
+    for i, T_i in enumerate(batch.mask.sum(axis=1).astype(int)):
+        row, steps = slice(i, i + 1), slice(0, T_i)
+        sequences.append((row, steps, Batch(batch.u[row, steps], batch.x[row, steps], batch.mask[row, steps]),
+                          [None if s is None else s[row] for s in (d_0, z_0)]))
     log_w = np.empty((K, B))
     for start in range(0, K, group):
         eps = rng.standard_normal((min(group, K - start), B, T, config.z_dim))
-        for i, T_i in enumerate(batch.mask.sum(axis=1).astype(int)):
-            row, steps = slice(i, i + 1), slice(0, T_i)
-            one = Batch(batch.u[row, steps], batch.x[row, steps], batch.mask[row, steps])
-            states = (None if s is None else s[row] for s in (d_0, z_0))
+        for i, (row, steps, one, states) in enumerate(sequences):
             log_w[start:start + len(eps), i] = np.asarray(
                 engine.log_importance_weights(one, eps[:, row, steps], *states))[:, 0]
     return logsumexp(log_w, axis=0) - np.log(K)
