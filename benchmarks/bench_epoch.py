@@ -34,7 +34,7 @@ import ref  # noqa: E402
 from bench_fast_path import gemm_peak, matmul_flops  # noqa: E402
 from ref import train  # noqa: E402
 from ref.config import TRAIN_LAYOUTS, TrainConfig  # noqa: E402
-from ref.data import load_dataset  # noqa: E402
+from srnn.data import load_dataset  # noqa: E402
 
 VARIANTS = ("boulanger2012", "srnn2016")
 DTYPES = ("float32", "float64")
@@ -43,7 +43,7 @@ IMPLS = ("ref", "torch")
 
 def engine_for(impl, config, dtype, device):
     if impl == "ref":
-        return train.RefEngine(config, dtype, "numba")
+        return RefEngine(config, dtype, "numba")
     from torch_impl.train import TorchEngine
     return TorchEngine(config, dtype, device)
 
@@ -52,7 +52,7 @@ def time_one_epoch(impl, dataset_name, variant, dtype, device, data_dir, train_l
     """Seconds of one training epoch of `impl`, and the epoch's matrix-multiply FLOPs."""
     config = ref.Config()  # the paper's model
     tc = TrainConfig(dataset=dataset_name, variant=variant, dtype=dtype, epochs=1, train_layout=train_layout)
-    split = train.train_split(load_dataset(dataset_name, variant, data_dir).train, tc)
+    split = loop.train_split(load_dataset(dataset_name, variant, data_dir).train, tc)
     engine = engine_for(impl, config, dtype, device)
     params = ref.init_params(config, tc.seed)
     batch = next(split.batches(tc.batch_size, np.random.default_rng(0)))
@@ -60,7 +60,7 @@ def time_one_epoch(impl, dataset_name, variant, dtype, device, data_dir, train_l
     engine.load(params)  # the warm-up step is undone
     _synchronize(device)
     start = time.perf_counter()
-    stats = train._train_epoch(engine, tc, split, epoch=0)
+    stats = loop._train_epoch(engine, tc, split, epoch=0)
     _synchronize(device)
     seconds = time.perf_counter() - start
     flops = sum(matmul_flops(config, *b.mask.shape) for b in split.batches(tc.batch_size, np.random.default_rng(0)))

@@ -29,20 +29,20 @@ sys.path[:0] = [str(ROOT)]
 
 import ref  # noqa: E402
 from ref import train  # noqa: E402
-from ref.data import load_dataset  # noqa: E402
+from srnn.data import load_dataset  # noqa: E402
 
 
 def by_padded_batch(engine, batch, K, rng):
     """The baseline: every call runs the whole padded batch for a group of paths."""
     config, (B, T) = engine.config, batch.mask.shape
-    group = int(max(1, min(K, train.EVAL_MEMORY // (B * T * train._bytes_per_step(config)))))
+    group = int(max(1, min(K, evaluation.EVAL_MEMORY // (B * T * evaluation._bytes_per_step(config)))))
     log_w = [engine.log_importance_weights(batch, rng.standard_normal((min(group, K - s), B, T, config.z_dim)),
                                            None, None) for s in range(0, K, group)]
     return logsumexp(np.concatenate(log_w), axis=0) - np.log(K)
 
 
 def by_sequence(engine, batch, K, rng):
-    return train._iw_bound(engine, batch, K, rng, None, None)
+    return evaluation._iw_bound(engine, batch, K, rng, None, None)
 
 
 def main(argv=None):
@@ -55,8 +55,8 @@ def main(argv=None):
 
     config = ref.Config()  # the paper's model
     test = load_dataset(args.dataset, "srnn2016", args.data_dir).test
-    batch = next(test.batches(train._eval_batch_size(config, test.x.shape[1])))
-    engine = train.RefEngine(config, "float64", "numba").load(ref.init_params(config, 0))
+    batch = next(test.batches(evaluation._eval_batch_size(config, test.x.shape[1])))
+    engine = RefEngine(config, "float64", "numba").load(ref.init_params(config, 0))
     engine.log_importance_weights(batch, np.zeros((1, *batch.mask.shape, config.z_dim)), None, None)  # JIT warm-up
     bounds, seconds = {}, {}
     for name, run in (("by_sequence", by_sequence), ("by_padded_batch", by_padded_batch)):

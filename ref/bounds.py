@@ -1,29 +1,33 @@
-"""The ELBO (eq. 4, 6, 7) and the importance-weighted bound of SPEC.md, batch-first API.
+"""The ELBO (eq. 4, 6, 7) and the importance-weighted bound of docs/model.md §4.5, batch-first API.
 
-These are the functions the rest of the project calls; they check their inputs, turn the
-batch-first arrays (B, T, ...) into the time-major (T, B, ...) of `model.py`, run the
-model, and sum the per-step terms over each sequence's valid steps.
+These are the functions the rest of the project calls; they check their inputs (`checks.py`),
+turn the batch-first arrays (B, T, ...) into the time-major (T, B, ...) of `model.py`, run the
+model, and sum the per-step terms of eq. (6) over each sequence's valid steps.
 """
+from typing import NamedTuple
+
 import autograd.numpy as np
 import numpy
 from autograd.scipy.special import logsumexp
 
-from .distributions import bernoulli_log_prob, gaussian_kl, gaussian_log_prob
 from . import fast, model
-from .errors import ConfigError, InputError
+from .checks import (check_batch_shapes, check_finite, check_params, check_paths_shape, check_state_shape,
+                     raise_first_failure, value_checks)
+from .config import check_choice
+from .distributions import bernoulli_log_prob, gaussian_kl, gaussian_log_prob
 from .model import emission, feature_extractor
 
-# The two paths through the recurrences (config.BACKENDS): the readable loops of model.py,
-# and their numba kernels with hand-derived gradients in fast.py (same functions, same signatures).
+# The two paths through the recurrences: the readable loops of model.py, and their numba
+# kernels with hand-derived gradients in fast.py (same functions, same signatures).
 BACKENDS = {"numpy": model, "numba": fast}
 
 
 def elbo(params, u, x, mask, eps, config, kl_weight=1.0, backend="numpy"):
     """Per-sequence ELBO L_i = Σ_{t ≤ T_i} [log p(x_t | z_t, d_t) − β KL(q ‖ p)] — eq. (4), (6).
 
-    params: dict of arrays under SPEC.md's names; u, x: (B, T, x_dim); mask: (B, T);
-    eps: (B, T, z_dim) standard-normal noise; kl_weight: β; backend: "numpy" (the
-    readable loops) or "numba" (the compiled kernels), which compute the same thing.
+    params: dict of arrays under the names of docs/model.md §4.6; u, x: (B, T, x_dim);
+    mask: (B, T); eps: (B, T, z_dim) standard-normal noise; kl_weight: β; backend: "numpy"
+    (the readable loops) or "numba" (the compiled kernels), which compute the same thing.
     Returns L: (B,).
     """
     return elbo_and_states(params, u, x, mask, eps, config, kl_weight, backend=backend)[0]
@@ -36,15 +40,41 @@ def elbo_and_states(params, u, x, mask, eps, config, kl_weight=1.0, d_0=None, z_
     next chunk's (d_0, z_0). d_0: (B, d_dim), z_0: (B, z_dim), zeros by default.
     Returns L: (B,), d_last: (B, d_dim), z_last: (B, z_dim).
     """
-    layers, params = _backend(backend), unpack(params)
+    path = _sampled_path(params, u, x, mask, eps, config, d_0, z_0, backend)
+    L = np.sum(path.mask * (path.log_px - kl_weight * path.kl), axis=0)  # (B,), eq. (6)
+    return L, path.d_last, path.z_last
+
+
+def per_step_terms(params, u, x, mask, eps, config, d_0=None, z_0=None, backend="numpy"):
+    """The two terms of eq. (6) at every step of one sampled path z_{1:T} (eq. 7):
+    log p(x_t | z_t, d_t) and KL_t = KL(q(z_t | z_{t−1}, a_t) ‖ p(z_t | z_{t−1}, d_t)).
+
+    Arguments as `elbo_and_states`. Returns log_px, kl: (B, T), zero on padded steps, so that
+    `elbo` is Σ_t (log_px − β·kl) over each row.
+    """
+    path = _sampled_path(params, u, x, mask, eps, config, d_0, z_0, backend)
+    return (path.mask * path.log_px).T, (path.mask * path.kl).T
+
+
+class _Path(NamedTuple):
+    """One sampled path through the model, time-major: the terms of eq. (6) and the final states."""
+    log_px: np.ndarray   # (T, B) log p(x_t | z_t, d_t)
+    kl: np.ndarray       # (T, B) KL(q(z_t | z_{t−1}, a_t) ‖ p(z_t | z_{t−1}, d_t))
+    mask: np.ndarray     # (T, B)
+    d_last: np.ndarray   # (B, d_dim) d at each T_i
+    z_last: np.ndarray   # (B, z_dim) z at each T_i
+
+
+def _sampled_path(params, u, x, mask, eps, config, d_0, z_0, backend):
+    """d (eq. 2), a (eq. 5), one path z_{1:T} from q (eq. 5, 7) and the per-step terms of eq. (6)."""
+    layers, params = _backend(backend), _plain_dict(params, config)
     u, x, mask, eps, d_0, z_0 = _time_major_inputs(params, u, x, mask, eps, config, d_0, z_0)
     d, a = _deterministic_and_inference_states(layers, params, u, x, mask, d_0, config)
     z, mu_p, logvar_p, mu_q, logvar_q = layers.stochastic_layer(params, d, a, eps, z_0, config)
     log_px = emission_log_prob(params, x, d, z, config)                     # (T, B)
-    kl = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)                         # (T, B), eq. (6)
-    L = np.sum(mask * (log_px - kl_weight * kl), axis=0)                     # (B,)
+    kl = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)                         # (T, B)
     last = (numpy.sum(mask, axis=0).astype(int) - 1, numpy.arange(mask.shape[1]))
-    return L, d[last], z[last]
+    return _Path(log_px, kl, mask, d[last], z[last])
 
 
 def log_importance_weights(params, u, x, mask, eps, config, d_0=None, z_0=None, backend="numpy"):
@@ -53,13 +83,12 @@ def log_importance_weights(params, u, x, mask, eps, config, d_0=None, z_0=None, 
     eps: (K, B, T, z_dim), one noise sequence per path. The K paths run as one batch of
     K·B rows; d and a do not depend on z and are computed once. Returns (K, B).
     """
-    layers, params = _backend(backend), unpack(params)
+    layers, params = _backend(backend), _plain_dict(params, config)
     eps = _as_array(eps, params)
-    if eps.ndim != 4:
-        raise InputError(f"eps must have shape (K, B, T, z_dim) for the importance-weighted bound, got {eps.shape}")
+    check_paths_shape(eps.shape)
     K = eps.shape[0]
     u, x, mask, _, d_0, z_0 = _time_major_inputs(params, u, x, mask, eps[0], config, d_0, z_0)
-    _check_finite("eps", eps)
+    check_finite("eps", eps)
     d, a = _deterministic_and_inference_states(layers, params, u, x, mask, d_0, config)
     T, B = mask.shape
     tile = lambda v: np.concatenate([v] * K, axis=1)  # (T, B, ·) -> (T, K·B, ·), path k in rows kB..kB+B−1
@@ -81,10 +110,13 @@ def iw_bound(params, u, x, mask, eps, config, d_0=None, z_0=None, backend="numpy
     return logsumexp(log_w, axis=0) - np.log(log_w.shape[0])
 
 
-def unpack(params):
-    """A plain dict of the parameters: under autograd, one lookup per name instead of one per use
-    (each lookup in a traced dict costs a dict-sized zero gradient on the way back)."""
-    return {name: params[name] for name in params.keys()}
+def _plain_dict(params, config):
+    """The parameters, checked against `config`, as a plain dict: under autograd, one lookup per
+    name instead of one per use (each lookup in a traced dict costs a dict-sized zero gradient
+    on the way back)."""
+    params = {name: params[name] for name in params.keys()}
+    check_params({name: numpy.shape(value) for name, value in params.items()}, config)
+    return params
 
 
 def emission_log_prob(params, x, d, z, config):
@@ -103,13 +135,12 @@ def _deterministic_and_inference_states(layers, params, u, x, mask, d_0, config)
 
 
 def _backend(name):
-    if name not in BACKENDS:
-        raise ConfigError(f"unknown backend {name!r}; choose one of {tuple(BACKENDS)}")
+    check_choice("backend", name, BACKENDS)
     return BACKENDS[name]
 
 
 # ---------------------------------------------------------------------------------------
-# Input checks: every problem is an InputError that names the argument
+# Input checks (checks.py): every problem is an InputError that names the argument
 # ---------------------------------------------------------------------------------------
 
 def _as_array(v, params):
@@ -118,52 +149,22 @@ def _as_array(v, params):
     return numpy.asarray(v, dtype=dtype if numpy.issubdtype(dtype, numpy.floating) else float)
 
 
-def _check_finite(name, v):
-    if not numpy.all(numpy.isfinite(v)):
-        raise InputError(f"{name} holds NaN or inf values (padded steps too must be finite)")
-
-
-def check_mask(mask, shape=None):
-    """A (B, T) mask of 0/1 with a non-empty left-aligned valid prefix in every row."""
-    mask = numpy.asarray(mask)
-    if mask.ndim != 2 or (shape is not None and mask.shape != shape):
-        want = f"{shape}" if shape is not None else "(B, T)"
-        raise InputError(f"mask must have shape {want}, got {mask.shape}")
-    if not numpy.all((mask == 0) | (mask == 1)):
-        raise InputError("mask must hold only 0 and 1")
-    if mask.shape[1] == 0 or not numpy.all(mask[:, 0] == 1):
-        raise InputError("every mask row needs at least one valid step (mask[:, 0] == 1)")
-    if numpy.any(mask[:, 1:] > mask[:, :-1]):
-        raise InputError("mask rows must be a left-aligned valid prefix: ones, then only zeros")
-    return mask
-
-
 def _time_major_inputs(params, u, x, mask, eps, config, d_0, z_0):
     """Check shapes and values, zero the padded steps, and swap to time-major (T, B, ...)."""
-    u, x, eps = (_as_array(v, params) for v in (u, x, eps))
-    if x.ndim != 3 or x.shape[2] != config.x_dim:
-        raise InputError(f"x must have shape (B, T, x_dim={config.x_dim}), got {x.shape}")
+    u, x, mask, eps = (_as_array(v, params) for v in (u, x, mask, eps))
+    check_batch_shapes(u.shape, x.shape, mask.shape, eps.shape, config)
     B, T, _ = x.shape
-    if u.shape != x.shape:
-        raise InputError(f"u must have the shape of x {x.shape}, got {u.shape}")
-    if eps.shape != (B, T, config.z_dim):
-        raise InputError(f"eps must have shape (B, T, z_dim) = {(B, T, config.z_dim)}, got {eps.shape}")
-    mask = _as_array(check_mask(mask, (B, T)), params)
-    for name, v in (("u", u), ("x", x), ("eps", eps)):
-        _check_finite(name, v)
-    valid = mask[..., None] == 1
-    if config.emission == "bernoulli" and not numpy.all((x == 0) | (x == 1) | ~valid):
-        raise InputError("x must be a binary piano roll (0/1) on valid steps for Bernoulli emission")
     d_0 = numpy.zeros((B, config.d_dim), u.dtype) if d_0 is None else _state("d_0", d_0, (B, config.d_dim), params)
     z_0 = numpy.zeros((B, config.z_dim), u.dtype) if z_0 is None else _state("z_0", z_0, (B, config.z_dim), params)
+    checks = value_checks(u, x, mask, eps, d_0, z_0, config)
+    raise_first_failure(checks, [ok for ok, _ in checks])
     # padded steps are zeroed so that no finite value there can overflow into a masked term
+    valid = mask[..., None] == 1
     u, x, eps = (numpy.swapaxes(v * valid, 0, 1) for v in (u, x, eps))
     return u, x, mask.T, eps, d_0, z_0
 
 
 def _state(name, v, shape, params):
     v = _as_array(v, params)
-    if v.shape != shape:
-        raise InputError(f"{name} must have shape {shape}, got {v.shape}")
-    _check_finite(name, v)
+    check_state_shape(name, v.shape, shape)
     return v

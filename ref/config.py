@@ -1,7 +1,8 @@
-"""Configuration: one dataclass for the model (SPEC.md's fields), one for training.
+"""The model's configuration (docs/model.md §4.2): one dataclass of the contract's fields.
 
-Both implementations share `Config`; the CLI's defaults come from these classes and
-every checkpoint stores the `Config` it was trained with.
+Both implementations share `Config`; every checkpoint stores the `Config` it was trained
+with. The checks of settings live here too, for the application's training settings
+(`srnn.config.TrainConfig`) to use.
 """
 from dataclasses import asdict, dataclass, fields
 
@@ -11,8 +12,9 @@ INFERENCE = ("smoothing", "filtering")
 EMISSION = ("bernoulli", "gaussian")
 
 
-class _Fields:
-    """to_dict / from_dict for the configuration dataclasses (JSON in run directories and checkpoints)."""
+class DictFields:
+    """Conversion of a configuration dataclass to a dict and back (the JSON of run directories
+    and checkpoints); unknown fields are refused by name."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -26,8 +28,8 @@ class _Fields:
 
 
 @dataclass(frozen=True)
-class Config(_Fields):
-    """The SRNN's architecture; defaults are the paper's (SPEC.md, "Configuration")."""
+class Config(DictFields):
+    """The SRNN's architecture; defaults are the paper's (docs/model.md §4.2)."""
 
     x_dim: int = 88
     d_dim: int = 300
@@ -44,13 +46,11 @@ class Config(_Fields):
 
     def __post_init__(self):
         for name in ("x_dim", "d_dim", "z_dim", "a_dim", "h_dim"):
-            _check_int(name, getattr(self, name), minimum=1)
+            check_int(name, getattr(self, name), minimum=1)
         for name in ("embed_layers", "mlp_layers"):
-            _check_int(name, getattr(self, name), minimum=0)
-        if self.inference not in INFERENCE:
-            raise ConfigError(f"unknown inference {self.inference!r}; choose one of {INFERENCE}")
-        if self.emission not in EMISSION:
-            raise ConfigError(f"unknown emission {self.emission!r}; choose one of {EMISSION}")
+            check_int(name, getattr(self, name), minimum=0)
+        check_choice("inference", self.inference, INFERENCE)
+        check_choice("emission", self.emission, EMISSION)
         if not isinstance(self.residual_q, bool):
             raise ConfigError(f"residual_q must be True or False, got {self.residual_q!r}")
         if not self.clip > 0:
@@ -64,10 +64,19 @@ class Config(_Fields):
         return self.h_dim if self.embed_layers > 0 else self.x_dim
 
 
-
-def _check_int(name, value, minimum):
+def check_int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_choice(what, value, choices):
+    if value not in choices:
+        raise ConfigError(f"unknown {what} {value!r}; choose one of {tuple(choices)}")
+
+
+def is_real(value):
+    """A number that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # Named model sizes. "paper" is the paper's; "small" trains in minutes on a laptop CPU.
@@ -82,65 +91,3 @@ def preset(name: str, **overrides) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {tuple(PRESETS)}")
     return Config(**{**PRESETS[name], **overrides})
-
-
-DTYPES = ("float64", "float32")
-BACKENDS = ("numba", "numpy")  # ref/fast.py's kernels, or the readable loops of ref/model.py
-TRAIN_LAYOUTS = ("as_stored", "streams")  # the train split as its files hold it, or ref.data.as_streams of it
-
-
-@dataclass(frozen=True)
-class TrainConfig(_Fields):
-    """How a model is trained and evaluated; defaults are the paper's code's settings.
-
-    Epochs count from 0 inside the schedules (see ref/optim.py).
-    """
-
-    dataset: str = "synthetic"      # "synthetic" or one of ref.data.DATASETS
-    variant: str = "boulanger2012"  # one of ref.data.VARIANTS (ignored by "synthetic")
-    train_layout: str = "as_stored"  # or "streams": whole train pieces as truncated-BPTT streams
-    epochs: int = 50
-    batch_size: int = 16            # srnn2016 needs 16: its streams are laid out for it
-    lr: float = 1e-3
-    adam_eps: float = 1e-4
-    max_grad_norm: float = 1.0
-    clip_value: float = 10.0
-    kl_start: float = 0.2
-    kl_anneal_epochs: int = 20
-    lr_decay_start: int = 20
-    lr_decay: float = 1.2
-    valid_every: int = 1
-    iw_samples: int = 100           # K of the importance-weighted bound on the test split
-    seed: int = 0
-    dtype: str = "float64"
-    backend: str = "numba"          # the recurrences as numba kernels, or "numpy" (readable, slower)
-
-    def __post_init__(self):
-        from .data import DATASETS, VARIANTS  # here, not at the top: ref.data imports this module
-
-        if self.dataset not in ("synthetic", *DATASETS):
-            raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of {('synthetic', *DATASETS)}")
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
-        for name in ("epochs", "batch_size", "valid_every", "iw_samples"):
-            _check_int(name, getattr(self, name), minimum=1)
-        for name in ("kl_anneal_epochs", "lr_decay_start", "seed"):
-            _check_int(name, getattr(self, name), minimum=0)
-        for name in ("lr", "adam_eps", "max_grad_norm", "clip_value"):
-            if not _is_real(getattr(self, name)) or not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)!r}")
-        if not _is_real(self.kl_start) or not 0 <= self.kl_start <= 1:
-            raise ConfigError(f"kl_start must be in [0, 1], got {self.kl_start!r}")
-        if not _is_real(self.lr_decay) or not self.lr_decay >= 1:
-            raise ConfigError(f"lr_decay must be a number >= 1, got {self.lr_decay!r}")
-        if self.train_layout not in TRAIN_LAYOUTS:
-            raise ConfigError(f"unknown train_layout {self.train_layout!r}; choose one of {TRAIN_LAYOUTS}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {DTYPES}")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
-
-
-
-def _is_real(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -15,3 +15,7 @@ class InputError(SRNNError, ValueError):
 
 class DataError(SRNNError):
     """A data file is missing, cannot be fetched, or is not what it should be."""
+
+
+class ParamsError(DataError, InputError):
+    """A parameter mapping (in memory or read from a checkpoint) does not fit its Config."""

@@ -26,6 +26,7 @@ from autograd.extend import defvjp_argnums, primitive
 from numba import njit
 
 from . import model
+from .params import Z_MLPS
 from .nn import gru_input_projection, linear, stack_arrays
 
 def _one_thread_for_kernel_blas():
@@ -358,8 +359,6 @@ def _stochastic_scan_vjp(argnums, ans, args, kwargs):
 
 defvjp_argnums(_stochastic_scan, _stochastic_scan_vjp)
 
-_MLPS = ("prior_mu", "prior_logvar", "post_mu", "post_logvar")
-
 
 def stochastic_layer(params, d, a, eps, z_0, config):
     """One sampled path z_{1:T} ~ Π_t q(z_t | z_{t−1}, a_t) with the prior of each step — eq. (5)–(7).
@@ -370,7 +369,7 @@ def stochastic_layer(params, d, a, eps, z_0, config):
     L = config.mlp_layers
     first = "0" if L > 0 else "out"
     pre, W_z = [], []
-    for name in _MLPS:
+    for name in Z_MLPS:
         v = d if name.startswith("prior") else a  # the part of the input that does not recur
         # np.split, not slices: its VJP is one concatenate rather than an np.add.at per slice
         W_v, W_zm = np.split(params[f"{name}.{first}.W"], [v.shape[-1]], axis=1)
@@ -378,10 +377,10 @@ def stochastic_layer(params, d, a, eps, z_0, config):
         W_z.append(W_zm)                                              # (n1, z_dim)
     dtype, h = eps.dtype, config.h_dim
     hidden = lambda name, part: stack_arrays(*(params[f"{name}.{k}.{part}"] for k in range(1, L)))
-    W_h = stack_arrays(*(hidden(name, "W") if L > 1 else numpy.zeros((0, h, h), dtype) for name in _MLPS))
-    b_h = stack_arrays(*(hidden(name, "b") if L > 1 else numpy.zeros((0, h), dtype) for name in _MLPS))
-    W_o = stack_arrays(*(params[f"{name}.out.W"] if L > 0 else numpy.zeros((config.z_dim, 0), dtype) for name in _MLPS))
-    b_o = stack_arrays(*(params[f"{name}.out.b"] if L > 0 else numpy.zeros(config.z_dim, dtype) for name in _MLPS))
+    W_h = stack_arrays(*(hidden(name, "W") if L > 1 else numpy.zeros((0, h, h), dtype) for name in Z_MLPS))
+    b_h = stack_arrays(*(hidden(name, "b") if L > 1 else numpy.zeros((0, h), dtype) for name in Z_MLPS))
+    W_o = stack_arrays(*(params[f"{name}.out.W"] if L > 0 else numpy.zeros((config.z_dim, 0), dtype) for name in Z_MLPS))
+    b_o = stack_arrays(*(params[f"{name}.out.b"] if L > 0 else numpy.zeros(config.z_dim, dtype) for name in Z_MLPS))
     outs = _stochastic_scan(stack_arrays(*pre), stack_arrays(*W_z), W_h, b_h, W_o, b_o, eps, z_0,
                             L, config.residual_q, config.var_floor, config.clip)
     return tuple(outs[i] for i in range(5))

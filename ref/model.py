@@ -1,4 +1,4 @@
-"""The SRNN of SPEC.md: the generative model (eq. 1–2) and the inference network (eq. 3, 5).
+"""The SRNN of docs/model.md §4: the generative model (eq. 1–2) and the inference network (eq. 3, 5).
 
 Internal axis order is time-major, (T, B, features), because every recurrence here is a
 loop over t; the batch-first arrays of the public API are swapped once in `bounds.py`.
@@ -8,87 +8,14 @@ The recurrences are explicit Python loops that collect each step in a list and s
 at the end (autograd cannot differentiate `A[t] = v`; see `nn.stack_arrays`). Everything that does not recur —
 the feature extractor, the GRUs' input projections, the emission — acts on all steps at once.
 
-Choices where SPEC.md leaves room, following the paper's released code:
-- the filtering a_t with mlp_layers = 0 is [d_t, e(x_t)] itself (width d_dim + e_dim);
-- GRU weight matrices are initialised orthogonal per gate block (semi-orthogonal when
-  the block is not square), dense weights Glorot-normal, biases zero.
+Parameter names, shapes and initialisation are in `params.py`. Choices where the contract
+(docs/model.md §4.8) follows the paper's released code: the filtering a_t with mlp_layers = 0
+is [d_t, e(x_t)] itself (width d_dim + e_dim, `params.a_width`).
 """
 import autograd.numpy as np
-import numpy
 
-from .config import Config
 from .nn import (dense, gru_cell, gru_input_projection, hidden_stack, mlp, sigmoid, stack_arrays,
                  variance_head)
-
-
-# ---------------------------------------------------------------------------------------
-# Parameters
-# ---------------------------------------------------------------------------------------
-
-def a_width(config: Config) -> int:
-    """Width of a_t: a_dim, except filtering with no hidden layer where a_t = [d_t, e(x_t)]."""
-    if config.inference == "filtering" and config.mlp_layers == 0:
-        return config.d_dim + config.e_dim
-    return config.a_dim
-
-
-def param_shapes(config: Config) -> dict:
-    """Every parameter name of SPEC.md for this configuration, with its shape."""
-    c = config
-    shapes = {}
-
-    def add_dense_stack(name, n_in, width, num_layers):
-        for k in range(num_layers):
-            shapes[f"{name}.{k}.W"], shapes[f"{name}.{k}.b"] = (width, n_in), (width,)
-            n_in = width
-        return n_in
-
-    def add_mlp(name, n_in, n_out):
-        n_hidden = add_dense_stack(name, n_in, c.h_dim, c.mlp_layers)
-        shapes[f"{name}.out.W"], shapes[f"{name}.out.b"] = (n_out, n_hidden), (n_out,)
-
-    def add_gru(name, n_in, n_hidden):
-        shapes[f"{name}.W_ih"], shapes[f"{name}.W_hh"] = (3 * n_hidden, n_in), (3 * n_hidden, n_hidden)
-        shapes[f"{name}.b_ih"], shapes[f"{name}.b_hh"] = (3 * n_hidden,), (3 * n_hidden,)
-
-    add_dense_stack("embed", c.x_dim, c.h_dim, c.embed_layers)
-    add_gru("gru_d", c.e_dim, c.d_dim)
-    if c.inference == "smoothing":
-        add_gru("gru_a", c.d_dim + c.e_dim, c.a_dim)
-    else:
-        add_dense_stack("filter", c.d_dim + c.e_dim, c.a_dim, c.mlp_layers)
-    add_mlp("prior_mu", c.d_dim + c.z_dim, c.z_dim)
-    add_mlp("prior_logvar", c.d_dim + c.z_dim, c.z_dim)
-    add_mlp("post_mu", a_width(c) + c.z_dim, c.z_dim)
-    add_mlp("post_logvar", a_width(c) + c.z_dim, c.z_dim)
-    if c.emission == "bernoulli":
-        add_mlp("emit", c.d_dim + c.z_dim, c.x_dim)
-    else:
-        n_hidden = add_dense_stack("emit", c.d_dim + c.z_dim, c.h_dim, c.mlp_layers)
-        for head in ("mu", "logvar"):
-            shapes[f"emit.{head}.W"], shapes[f"emit.{head}.b"] = (c.x_dim, n_hidden), (c.x_dim,)
-    return shapes
-
-
-def init_params(config: Config, seed: int) -> dict:
-    """Parameters named as in SPEC.md, initialised as the paper's code does (float64)."""
-    rng = numpy.random.default_rng(seed)
-    params = {}
-    for name, shape in param_shapes(config).items():
-        if len(shape) == 1:
-            params[name] = numpy.zeros(shape)
-        elif name.endswith((".W_ih", ".W_hh")):
-            params[name] = numpy.concatenate([_orthogonal(rng, shape[0] // 3, shape[1]) for _ in range(3)])
-        else:
-            params[name] = rng.normal(0.0, numpy.sqrt(2.0 / (shape[0] + shape[1])), size=shape)  # Glorot
-    return params
-
-
-def _orthogonal(rng, rows, cols):
-    """A (rows, cols) matrix with orthonormal rows or columns (QR of a Gaussian matrix)."""
-    q, r = numpy.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
-    q = q * numpy.sign(numpy.diag(r))  # makes the draw uniform over orthogonal matrices
-    return q if rows >= cols else q.T
 
 
 # ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ draws them), so two implementations given the same draws produce the same pieces
 """
 import numpy
 
-from .errors import InputError
+from .checks import check_sample_shapes
 from .model import deterministic_layer, emission, feature_extractor, prior
 from .nn import sigmoid
 
@@ -32,13 +32,10 @@ def sample(params, config, eps_z, noise_x, u_1=None, return_states=False):
     return_states also d: (B, T, d_dim) and z: (B, T, z_dim).
     """
     eps_z, noise_x = numpy.asarray(eps_z, float), numpy.asarray(noise_x, float)
+    u_1 = None if u_1 is None else numpy.asarray(u_1, float)
+    check_sample_shapes(eps_z.shape, noise_x.shape, None if u_1 is None else u_1.shape, config)
     B, T = eps_z.shape[:2]
-    if eps_z.shape != (B, T, config.z_dim) or noise_x.shape != (B, T, config.x_dim):
-        raise InputError(f"sample noise must have shapes (B, T, z_dim={config.z_dim}) and "
-                         f"(B, T, x_dim={config.x_dim}), got {eps_z.shape} and {noise_x.shape}")
-    u_t = numpy.zeros((B, config.x_dim)) if u_1 is None else numpy.asarray(u_1, float)
-    if u_t.shape != (B, config.x_dim):
-        raise InputError(f"u_1 must have shape {(B, config.x_dim)}, got {u_t.shape}")
+    u_t = numpy.zeros((B, config.x_dim)) if u_1 is None else u_1
     d_t, z_t = numpy.zeros((B, config.d_dim)), numpy.zeros((B, config.z_dim))
     x, d, z = [], [], []
     for t in range(T):

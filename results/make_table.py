@@ -11,9 +11,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from ref.config import Config, TrainConfig  # noqa: E402
-from ref.reproduce import RUNS, SWEEP_Z  # noqa: E402
-from ref.train import changed_settings  # noqa: E402
+from ref.config import Config  # noqa: E402
+from srnn.config import TrainConfig  # noqa: E402
+from srnn.loop import changed_settings  # noqa: E402
+from srnn.reproduce import RUNS, SWEEP_Z  # noqa: E402
 
 DATASETS = ("jsb", "nottingham", "muse", "piano")
 NAMES = {"jsb": "JSB", "nottingham": "Nottingham", "muse": "Muse", "piano": "Piano"}

@@ -3,7 +3,7 @@
 # then the tables. On a GPU add: --impl torch --device cuda. Times per epoch: results/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for name in $(python -m ref.cli reproduce --list | awk '{print $1}'); do
-    python -m ref.cli reproduce "$name" "$@"
+for name in $(python -m srnn.cli reproduce --list | awk '{print $1}'); do
+    python -m srnn.cli reproduce "$name" "$@"
 done
 python results/make_table.py

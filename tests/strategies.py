@@ -2,7 +2,7 @@
 import numpy as np
 
 import ref
-from ref.data import Dataset, Split
+from srnn.splits import Dataset, Split
 
 TINY = dict(x_dim=5, d_dim=4, z_dim=3, a_dim=4, h_dim=6)
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import ref
-from ref import checkpoint
-from ref.config import TrainConfig
 from ref.errors import DataError
 from ref.optim import adam_init
+from srnn import checkpoint
+from srnn.config import TrainConfig
 
 CONFIG = ref.Config(x_dim=88, d_dim=4, z_dim=2, a_dim=4, h_dim=8, embed_layers=1, mlp_layers=1)
 

@@ -10,8 +10,8 @@ import mido
 import numpy as np
 import pytest
 
-from ref import cli, music, train
 from ref.errors import InputError
+from srnn import checkpoint, cli, loop, music, rundir
 
 ROOT = Path(__file__).parents[1]
 DATA_DIR = Path(os.environ.get("SRNN_DATA_DIR") or ROOT / ".." / "shared" / "data")
@@ -22,8 +22,8 @@ FAST_FLAGS = ["--batch-size", "256", "--iw-samples", "2", "--kl-anneal-epochs", 
 
 
 def srnn(*args):
-    """Run `python -m ref.cli ARGS` from the repository root, as the installed `srnn` would."""
-    return subprocess.run([sys.executable, "-m", "ref.cli", *map(str, args)], cwd=ROOT,
+    """Run `python -m srnn.cli ARGS` from the repository root, as the installed `srnn` would."""
+    return subprocess.run([sys.executable, "-m", "srnn.cli", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -59,7 +59,7 @@ def test_train_resume_continues_the_run(run_dir, tmp_path):
     shutil.copytree(run_dir[0], run)
     result = srnn("train", "--run-dir", run, "--resume", "--epochs", "2")
     assert result.returncode == 0, result.stderr
-    assert [r["epoch"] for r in train.read_history(run)] == [1, 2]
+    assert [r["epoch"] for r in rundir.read_history(run)] == [1, 2]
 
 
 @pytest.mark.parametrize("source", ["run-dir", "checkpoint"])
@@ -159,12 +159,12 @@ def test_ctrl_c_exits_130_with_one_line_that_says_how_to_resume(tmp_path, monkey
         epochs_run.append(epoch)
         return {"train_elbo": -1.0, "kl_weight": 1.0, "lr": 1e-3}
 
-    monkeypatch.setattr(train, "_train_epoch", interrupted_epoch)
+    monkeypatch.setattr(loop, "_train_epoch", interrupted_epoch)
     run = tmp_path / "run"
     assert cli.main(["train", *TINY_FLAGS, *FAST_FLAGS, "--epochs", "3", "--run-dir", str(run)]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "epoch 1 is saved" in err[0] and f"--run-dir {run} --resume" in err[0], err
-    assert epochs_run == [0] and train.checkpoint.load(run / "last.npz").state["epoch"] == 1
+    assert epochs_run == [0] and checkpoint.load(run / "last.npz").state["epoch"] == 1
 
 
 # ------------------------------------------------------------------------- music

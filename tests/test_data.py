@@ -13,8 +13,8 @@ import scipy.io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ref import data
 from ref.errors import ConfigError, DataError
+from srnn import data, splits
 
 DATA_DIR = Path(os.environ.get("SRNN_DATA_DIR") or Path(__file__).parents[1] / ".." / "shared" / "data")
 needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"no data directory at {DATA_DIR}")
@@ -52,7 +52,7 @@ def srnn2016(request):
     return data.load_dataset(request.param, "srnn2016", DATA_DIR)
 
 
-def splits(ds):
+def three_splits(ds):
     return ds.train, ds.valid, ds.test
 
 
@@ -60,10 +60,10 @@ def splits(ds):
 
 def test_boulanger2012_counts_match_readme(boulanger):
     pieces, frames, longest = BOULANGER[boulanger.name]
-    assert tuple(len(s) for s in splits(boulanger)) == pieces
-    assert tuple(s.num_frames for s in splits(boulanger)) == frames
-    assert max(s.lengths.max() for s in splits(boulanger)) == longest
-    for s in splits(boulanger):
+    assert tuple(len(s) for s in three_splits(boulanger)) == pieces
+    assert tuple(s.num_frames for s in three_splits(boulanger)) == frames
+    assert max(s.lengths.max() for s in three_splits(boulanger)) == longest
+    for s in three_splits(boulanger):
         assert s.streams == 0
         assert s.x.shape[1] == s.lengths.max()  # padded to the split's longest piece
         assert s.x.dtype == s.u.dtype == s.mask.dtype == np.float32
@@ -71,7 +71,7 @@ def test_boulanger2012_counts_match_readme(boulanger):
 
 
 def test_boulanger2012_u_is_x_shifted_with_zero_first_input(boulanger):
-    for s in splits(boulanger):
+    for s in three_splits(boulanger):
         assert not s.u[:, 0].any()
         # piece by piece: the padded arrays are large, their valid prefixes are not
         for u, x, T in zip(s.u, s.x, s.lengths):
@@ -86,7 +86,7 @@ def test_srnn2016_counts_match_readme(srnn2016):
         assert s.streams == 16 and s.x.shape[1:] == (100, 88)
         assert (s.mask == 1).all()
     assert srnn2016.test.streams == 0
-    for s in splits(srnn2016):
+    for s in three_splits(srnn2016):
         assert s.x.dtype == s.u.dtype == s.mask.dtype == np.float32
 
 
@@ -117,7 +117,7 @@ def test_srnn2016_stream_batches_are_consecutive_row_blocks_with_carry():
 
 def pieces_split_of(lengths, seed=0):
     rng = np.random.default_rng(seed)
-    return data.pieces_split([(rng.random((T, 88)) < 0.2).astype(np.uint8) for T in lengths])
+    return splits.pieces_split([(rng.random((T, 88)) < 0.2).astype(np.uint8) for T in lengths])
 
 
 @settings(deadline=None, max_examples=40)
@@ -153,7 +153,7 @@ def test_piece_batches_order_is_determined_by_the_rng():
 
 def test_pieces_split_shifts_x_into_u():
     pieces = [np.eye(88, dtype=np.uint8)[:3], np.eye(88, dtype=np.uint8)[5:6]]
-    s = data.pieces_split(pieces)
+    s = splits.pieces_split(pieces)
     assert s.x.shape == (2, 3, 88) and list(s.lengths) == [3, 1]
     assert np.array_equal(s.u[0], np.vstack([np.zeros(88), pieces[0][:2]]))
     assert not s.u[1].any() and np.array_equal(s.x[1, 0], pieces[1][0])
@@ -168,9 +168,9 @@ def test_as_streams_cuts_the_concatenated_pieces_into_streams_of_chunks(lengths,
     frames = sum(lengths)
     if frames < streams:
         with pytest.raises(DataError, match=f"{frames} frames cannot fill {streams} streams"):
-            data.as_streams(split, streams, chunk)
+            splits.as_streams(split, streams, chunk)
         return
-    s = data.as_streams(split, streams, chunk)
+    s = splits.as_streams(split, streams, chunk)
     assert s.streams == streams and s.x.shape[1] == chunk and len(s) % streams == 0
     assert s.lengths.min() >= 1  # no empty row, which the model would reject
     # reading stream j's chunks in order gives part j; the parts in order give the pieces in order
@@ -187,13 +187,13 @@ def test_as_streams_cuts_the_concatenated_pieces_into_streams_of_chunks(lengths,
     assert np.array_equal(read_x, split.x[valid][:len(read_x)]) and np.array_equal(read_u, split.u[valid][:len(read_u)])
     part_lengths = [sum(map(len, p)) for p in parts]
     assert max(part_lengths) - min(part_lengths) <= 1
-    assert data.as_streams(s, streams, chunk) is s  # already streams
+    assert splits.as_streams(s, streams, chunk) is s  # already streams
 
 
 @needs_data
 def test_as_streams_of_boulanger2012_keeps_every_frame_and_the_zero_input_at_each_piece_start():
     train = data.load_dataset("jsb", "boulanger2012", DATA_DIR).train
-    s = data.as_streams(train)
+    s = splits.as_streams(train)
     assert s.num_frames == train.num_frames and len(s) == 16 * 9
     assert not train.u[:, 0].any()  # u_1 = 0 at every piece's start ...
 
@@ -219,7 +219,7 @@ def test_unknown_dataset_or_variant_lists_the_choices(tmp_path):
 
 
 def test_synthetic_dataset_is_seeded_masked_piano_rolls_with_its_teacher():
-    from ref.synthetic import LENGTHS, SPLIT_SIZES, TEACHER_CONFIG
+    from srnn.synthetic import LENGTHS, SPLIT_SIZES, TEACHER_CONFIG
 
     ds, again = data.load_dataset("synthetic"), data.load_dataset("synthetic")
     assert ds.teacher[0] == TEACHER_CONFIG and ds.x_dim == TEACHER_CONFIG.x_dim

@@ -174,7 +174,7 @@ def test_one_path_iw_weight_averages_to_the_elbo():
 
 
 def test_iw_bound_is_above_the_elbo_and_grows_with_k_on_teacher_data():
-    from ref.synthetic import TEACHER_CONFIG, load_synthetic, teacher_params
+    from srnn.synthetic import TEACHER_CONFIG, load_synthetic, teacher_params
     test = load_synthetic().test
     params, rng = teacher_params(), np.random.default_rng(19)
     batch = next(test.batches(32))
@@ -223,7 +223,7 @@ def test_sampler_paths_are_the_model_paths():
     """Ancestral sampling and the ELBO's recurrences agree: the d_t of a sampled piece are
     the deterministic layer run on its own inputs, and with the teacher (q = p) the
     posterior path driven by the sampler's noise is the sampled z path."""
-    from ref.synthetic import TEACHER_CONFIG as config, teacher_params
+    from srnn.synthetic import TEACHER_CONFIG as config, teacher_params
     params, rng = teacher_params(), np.random.default_rng(25)
     eps_z, noise_x = ref.draw_sample_noise(rng, config, 3, 12)
     x, d, z = ref.sample(params, config, eps_z, noise_x, return_states=True)

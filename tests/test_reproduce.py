@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 import ref
-from ref import reproduce, train
-from ref.config import TrainConfig
+from srnn import checkpoint, loop, reproduce
+from srnn.engine import RefEngine
+from srnn.config import TrainConfig
 from tests.strategies import stream_dataset
 
 ROOT = Path(__file__).parents[1]
@@ -18,7 +19,7 @@ TINY = ref.Config(x_dim=88, d_dim=4, z_dim=2, a_dim=4, h_dim=8, embed_layers=1, 
 @pytest.fixture
 def tiny_run(monkeypatch):
     dataset = stream_dataset()
-    monkeypatch.setattr(train, "load_dataset", lambda name, variant, data_dir: dataset)
+    monkeypatch.setattr(loop, "load_dataset", lambda name, variant, data_dir: dataset)
     monkeypatch.setattr(reproduce, "load_dataset", lambda name, variant, data_dir: dataset)
     tc = TrainConfig(dataset="jsb", variant="srnn2016", epochs=3, batch_size=4, valid_every=2, iw_samples=1)
     monkeypatch.setitem(reproduce.RUNS, "jsb-srnn2016", (TINY, tc, (3, 5)))
@@ -67,8 +68,8 @@ def test_bounds_already_in_the_result_file_of_the_same_checkpoint_are_kept(tmp_p
     second = reproduce.reproduce("jsb-srnn2016", runs_dir=tmp_path / "runs", results_dir=tmp_path / "results")
     assert 3 not in ks_evaluated and 5 in ks_evaluated  # K = 3 was in the file, K = 5 was not
     assert second["test"]["iw_K3"] == first["test"]["iw_K3"] and second["test"]["iw_K5"]["K"] == 5
-    assert second["test"]["iw_K3"] == evaluate(train.RefEngine(TINY, "float64").load(
-        ref.checkpoint.load(tmp_path / "runs" / "jsb-srnn2016" / "best.npz").params), tiny_run.test, 3, 0)["iw"]
+    assert second["test"]["iw_K3"] == evaluate(RefEngine(TINY, "float64").load(
+        checkpoint.load(tmp_path / "runs" / "jsb-srnn2016" / "best.npz").params), tiny_run.test, 3, 0)["iw"]
 
 
 def test_a_stale_result_stops_the_tables_and_a_missing_k_is_listed(tmp_path, tiny_run, monkeypatch):

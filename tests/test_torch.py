@@ -12,11 +12,11 @@ from hypothesis import assume, given
 torch = pytest.importorskip("torch")  # torch is an optional dependency (pyproject's "torch" extra)
 
 import ref  # noqa: E402
-from ref import checkpoint  # noqa: E402
+from srnn import checkpoint  # noqa: E402
 from tests.strategies import CONFIGS, perturbed_params, problems, random_batch  # noqa: E402
 from tests.test_fast import finite, value_and_grad, worst_relative_difference  # noqa: E402
 from torch_impl import SRNN  # noqa: E402
-from torch_impl.model import _spec_name  # noqa: E402
+from torch_impl.model import contract_name  # noqa: E402
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 EPS32 = np.finfo(np.float32).eps
@@ -39,7 +39,7 @@ def numpy_of(t):
 
 def spec_grads(model):
     """Each parameter's .grad under its SPEC name (zeros where backward never reached it)."""
-    return {_spec_name(k): numpy_of(p.grad if p.grad is not None else torch.zeros_like(p))
+    return {contract_name(k): numpy_of(p.grad if p.grad is not None else torch.zeros_like(p))
             for k, p in model.named_parameters()}
 
 

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 import ref
-from ref import checkpoint, cli, train
-from ref.config import TrainConfig
+from srnn import checkpoint, cli, evaluation, loop, music, rundir
+from srnn.config import TrainConfig
+from srnn.engine import RefEngine
 from tests.strategies import stream_dataset
 
 torch = pytest.importorskip("torch")  # the torch extra
-from torch_impl.train import TorchEngine  # noqa: E402
+from torch_impl.engine import TorchEngine  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 TINY = ref.Config(x_dim=88, d_dim=4, z_dim=2, a_dim=4, h_dim=8, embed_layers=1, mlp_layers=1)
@@ -27,7 +28,7 @@ RTOL, ATOL = 1e-7, 1e-10
 @pytest.fixture
 def stream_data(monkeypatch):
     dataset = stream_dataset()
-    monkeypatch.setattr(train, "load_dataset", lambda name, variant, data_dir: dataset)
+    monkeypatch.setattr(loop, "load_dataset", lambda name, variant, data_dir: dataset)
     return dataset
 
 
@@ -42,12 +43,12 @@ def test_torch_trainer_takes_the_steps_of_the_ref_trainer(tmp_path, stream_data)
     the stream layout (states carried across batches), the same metrics along the way."""
     tc = TrainConfig(epochs=2, batch_size=4, iw_samples=3, lr=3e-3, kl_anneal_epochs=2, lr_decay_start=1)
     metrics = {
-        "ref": train.train(tmp_path / "ref", TINY, tc),
-        "torch": train.train(tmp_path / "torch", TINY, tc, engine=TorchEngine(TINY, device="cpu")),
+        "ref": loop.train(tmp_path / "ref", TINY, tc),
+        "torch": loop.train(tmp_path / "torch", TINY, tc, engine=TorchEngine(TINY, device="cpu")),
     }
     assert_same_params(checkpoint.load(tmp_path / "ref" / "last.npz").params,
                        checkpoint.load(tmp_path / "torch" / "last.npz").params)
-    for (r, t) in zip(train.read_history(tmp_path / "ref"), train.read_history(tmp_path / "torch")):
+    for (r, t) in zip(rundir.read_history(tmp_path / "ref"), rundir.read_history(tmp_path / "torch")):
         assert r["train_elbo"] == pytest.approx(t["train_elbo"], rel=1e-9)
         assert r["valid"]["sequence_averaged"] == pytest.approx(t["valid"]["sequence_averaged"], rel=1e-9)
     for key in ("elbo", "iw"):
@@ -58,9 +59,9 @@ def test_torch_trainer_takes_the_steps_of_the_ref_trainer(tmp_path, stream_data)
 
 def test_a_run_resumes_on_the_other_implementation(tmp_path, stream_data):
     tc1, tc2 = (TrainConfig(epochs=n, batch_size=4, iw_samples=1, lr=3e-3) for n in (1, 2))
-    train.train(tmp_path / "straight", TINY, tc2)
-    train.train(tmp_path / "switched", TINY, tc1, engine=TorchEngine(TINY, device="cpu"))
-    train.train(tmp_path / "switched", TINY, tc2, resume=True)  # the second epoch on ref
+    loop.train(tmp_path / "straight", TINY, tc2)
+    loop.train(tmp_path / "switched", TINY, tc1, engine=TorchEngine(TINY, device="cpu"))
+    loop.train(tmp_path / "switched", TINY, tc2, resume=True)  # the second epoch on ref
     straight, switched = (checkpoint.load(tmp_path / run / "last.npz") for run in ("straight", "switched"))
     assert_same_params(straight.params, switched.params)
     assert_same_params(straight.state["adam"]["v"], switched.state["adam"]["v"])
@@ -69,19 +70,19 @@ def test_a_run_resumes_on_the_other_implementation(tmp_path, stream_data):
 
 def test_evaluation_and_sampling_agree_between_the_implementations(stream_data):
     params = {k: v + 0.1 for k, v in ref.init_params(TINY, 3).items()}
-    engines = {"ref": train.RefEngine(TINY).load(params), "torch": TorchEngine(TINY, device="cpu").load(params)}
-    m = {name: train.evaluate(e, stream_data.test, 5, seed=2) for name, e in engines.items()}
+    engines = {"ref": RefEngine(TINY).load(params), "torch": TorchEngine(TINY, device="cpu").load(params)}
+    m = {name: evaluation.evaluate(e, stream_data.test, 5, seed=2) for name, e in engines.items()}
     for key in ("elbo", "iw"):
         for metric in ("sequence_averaged", "frame_weighted", "sequence_averaged_se"):
             assert m["torch"][key][metric] == pytest.approx(m["ref"][key][metric], rel=1e-9), (key, metric)
-    rolls = {name: train.generate(e, 3, 20, seed=4) for name, e in engines.items()}
+    rolls = {name: music.generate(e, 3, 20, seed=4) for name, e in engines.items()}
     np.testing.assert_array_equal(rolls["torch"], rolls["ref"])
 
 
 def test_float32_torch_training_stays_close_to_float64(tmp_path, stream_data):
     tc = TrainConfig(epochs=1, batch_size=4, iw_samples=1, lr=3e-3, dtype="float32")
-    train.train(tmp_path / "32", TINY, tc, engine=TorchEngine(TINY, "float32", device="cpu"))
-    train.train(tmp_path / "64", TINY, TrainConfig(**{**tc.to_dict(), "dtype": "float64"}),
+    loop.train(tmp_path / "32", TINY, tc, engine=TorchEngine(TINY, "float32", device="cpu"))
+    loop.train(tmp_path / "64", TINY, TrainConfig(**{**tc.to_dict(), "dtype": "float64"}),
                 engine=TorchEngine(TINY, device="cpu"))
     p32, p64 = (checkpoint.load(tmp_path / run / "last.npz").params for run in ("32", "64"))
     assert all(p32[k].dtype == np.float32 for k in p32)
@@ -89,7 +90,7 @@ def test_float32_torch_training_stays_close_to_float64(tmp_path, stream_data):
     assert max(np.abs(p32[k] - p64[k]).max() for k in p64) < 1e-4
 
 
-def _srnn(*args, launcher=(sys.executable, "-m", "ref.cli")):
+def _srnn(*args, launcher=(sys.executable, "-m", "srnn.cli")):
     return subprocess.run([*launcher, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
@@ -101,14 +102,14 @@ def test_data_parallel_training_with_two_processes_equals_one_process(tmp_path):
     single = _srnn("train", *flags, "--run-dir", tmp_path / "one")
     assert single.returncode == 0, single.stderr
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                "-m", "ref.cli")
+                "-m", "srnn.cli")
     parallel = _srnn("train", *flags, "--run-dir", tmp_path / "two", launcher=torchrun)
     assert parallel.returncode == 0, parallel.stderr
     assert parallel.stdout.count("epoch 2/2") == 1, "only rank 0 prints"
     one, two = (checkpoint.load(tmp_path / run / "last.npz") for run in ("one", "two"))
     assert_same_params(one.params, two.params)
     assert json.loads((tmp_path / "two" / "config.json").read_text())["implementation"]["processes"] == 2
-    for r1, r2 in zip(train.read_history(tmp_path / "one"), train.read_history(tmp_path / "two")):
+    for r1, r2 in zip(rundir.read_history(tmp_path / "one"), rundir.read_history(tmp_path / "two")):
         assert r1["train_elbo"] == pytest.approx(r2["train_elbo"], rel=1e-9)
 
 
@@ -125,7 +126,7 @@ def test_cli_runs_every_command_with_impl_torch(tmp_path, capsys):
     assert cli.main(["sample", *common, "--run-dir", str(run), "--num", "2", "--length", "8",
                      "--out", str(tmp_path / "samples")]) == 0
     assert len(list((tmp_path / "samples").glob("*.mid"))) == 2
-    assert [r["epoch"] for r in train.read_history(run)] == [1, 2]
+    assert [r["epoch"] for r in rundir.read_history(run)] == [1, 2]
 
 
 def test_bf16_needs_float32_parameters():
@@ -137,5 +138,5 @@ def test_bf16_needs_float32_parameters():
 def test_training_on_cuda_takes_the_steps_of_the_cpu(tmp_path, stream_data):
     tc = TrainConfig(epochs=1, batch_size=4, iw_samples=2, lr=3e-3)
     for device in ("cpu", "cuda"):
-        train.train(tmp_path / device, TINY, tc, engine=TorchEngine(TINY, device=device))
+        loop.train(tmp_path / device, TINY, tc, engine=TorchEngine(TINY, device=device))
     assert_same_params(*(checkpoint.load(tmp_path / d / "last.npz").params for d in ("cpu", "cuda")))

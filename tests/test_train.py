@@ -10,10 +10,13 @@ import pytest
 from scipy.special import logsumexp
 
 import ref
-from ref import checkpoint, optim, train
-from ref.config import TrainConfig
-from ref.data import Dataset, as_streams
+from ref import optim
 from ref.errors import ConfigError, DataError
+import srnn.engine
+from srnn import checkpoint, data, evaluation, loop, rundir
+from srnn.config import TrainConfig
+from srnn.engine import RefEngine
+from srnn.splits import Batch, Dataset, as_streams
 from tests.strategies import CONFIGS, perturbed_params, random_batch, stream_dataset
 
 DATA_DIR = Path(os.environ.get("SRNN_DATA_DIR") or Path(__file__).parents[1] / ".." / "shared" / "data")
@@ -105,25 +108,25 @@ def _params_equal(a, b):
 
 def test_resumed_run_reproduces_uninterrupted_run_bitwise(tmp_path):
     tc2 = TrainConfig(epochs=2, **FAST)
-    train.train(tmp_path / "straight", TINY, tc2)
-    train.train(tmp_path / "resumed", TINY, TrainConfig(epochs=1, **FAST))
-    train.train(tmp_path / "resumed", TINY, tc2, resume=True)
+    loop.train(tmp_path / "straight", TINY, tc2)
+    loop.train(tmp_path / "resumed", TINY, TrainConfig(epochs=1, **FAST))
+    loop.train(tmp_path / "resumed", TINY, tc2, resume=True)
 
     straight, resumed = (checkpoint.load(tmp_path / run / "last.npz") for run in ("straight", "resumed"))
     assert straight.state["epoch"] == resumed.state["epoch"] == 2
     assert _params_equal(straight.params, resumed.params)
     assert _params_equal(straight.state["adam"]["m"], resumed.state["adam"]["m"])
-    drop_time = lambda run: [{k: v for k, v in r.items() if k != "seconds"} for r in train.read_history(tmp_path / run)]
+    drop_time = lambda run: [{k: v for k, v in r.items() if k != "seconds"} for r in rundir.read_history(tmp_path / run)]
     assert drop_time("straight") == drop_time("resumed")
 
 
 def test_run_directory_holds_every_artifact(tmp_path, stream_data):
-    metrics = train.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=2, lr=3e-3))
+    metrics = loop.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=2, lr=3e-3))
     names = {p.name for p in tmp_path.iterdir()}
     assert names == {"config.json", "metrics.jsonl", "best.npz", "last.npz", "learning_curve.png", "test_metrics.json"}
     saved = json.loads((tmp_path / "config.json").read_text())
     assert ref.Config.from_dict(saved["model"]) == TINY and saved["train"]["lr"] == 3e-3
-    (record,) = train.read_history(tmp_path)
+    (record,) = rundir.read_history(tmp_path)
     assert set(record) == {"epoch", "train_elbo", "valid", "kl_weight", "lr", "seconds"}
     assert record["epoch"] == 1 and record["lr"] == 3e-3 and 0.2 <= record["kl_weight"] < 1
     assert json.loads((tmp_path / "test_metrics.json").read_text()) == metrics
@@ -134,35 +137,35 @@ def test_run_directory_holds_every_artifact(tmp_path, stream_data):
 
 def test_existing_run_is_not_overwritten_and_resume_checks_settings(tmp_path, stream_data):
     tc = TrainConfig(epochs=1, batch_size=4, iw_samples=1)
-    train.train(tmp_path, TINY, tc)
+    loop.train(tmp_path, TINY, tc)
     with pytest.raises(ConfigError, match="--resume"):
-        train.train(tmp_path, TINY, tc)
+        loop.train(tmp_path, TINY, tc)
     with pytest.raises(ConfigError, match="d_dim"):
-        train.train(tmp_path, ref.Config(**{**TINY.to_dict(), "d_dim": 5}), tc, resume=True)
+        loop.train(tmp_path, ref.Config(**{**TINY.to_dict(), "d_dim": 5}), tc, resume=True)
     with pytest.raises(ConfigError, match="lr"):
-        train.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=1, lr=1e-2), resume=True)
+        loop.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=1, lr=1e-2), resume=True)
     with pytest.raises(DataError, match="nothing to resume"):
-        train.train(tmp_path / "empty", TINY, tc, resume=True)
+        loop.train(tmp_path / "empty", TINY, tc, resume=True)
 
 
 @pytest.fixture
 def stream_data(monkeypatch):
     dataset = stream_dataset()
-    monkeypatch.setattr(train, "load_dataset", lambda name, variant, data_dir: dataset)
+    monkeypatch.setattr(loop, "load_dataset", lambda name, variant, data_dir: dataset)
     return dataset
 
 
 def test_stream_layout_carries_states_across_batches(tmp_path, stream_data, monkeypatch):
     calls = []
-    elbo_and_states = train.elbo_and_states
+    elbo_and_states = srnn.engine.elbo_and_states
 
     def spy(params, u, x, mask, eps, config, kl_weight=1.0, d_0=None, z_0=None, backend="numpy"):
         L, d_last, z_last = elbo_and_states(params, u, x, mask, eps, config, kl_weight, d_0, z_0, backend)
-        calls.append((d_0, z_0, train.getval(d_last), train.getval(z_last)))
+        calls.append((d_0, z_0, srnn.engine.getval(d_last), srnn.engine.getval(z_last)))
         return L, d_last, z_last
 
-    monkeypatch.setattr(train, "elbo_and_states", spy)
-    train.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=1))
+    monkeypatch.setattr(srnn.engine, "elbo_and_states", spy)
+    loop.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=1))
     # 3 training batches, then 2 validation batches, then 2 test batches (pieces, never carried)
     assert len(calls) == 3 + 2 + 1
     for first, rest in ((0, (1, 2)), (3, (4,))):
@@ -179,32 +182,32 @@ def test_streams_train_layout_trains_as_on_the_same_pieces_stored_as_streams(tmp
     cut = Dataset("pieces", "boulanger2012", as_streams(pieces, 4), pieces, pieces)
     tc = TrainConfig(epochs=2, batch_size=4, iw_samples=1)
     for name, dataset, layout in (("stored", cut, "as_stored"), ("cut", as_pieces, "streams")):
-        monkeypatch.setattr(train, "load_dataset", lambda *_, dataset=dataset: dataset)
-        train.train(tmp_path / name, TINY, TrainConfig(**{**tc.to_dict(), "train_layout": layout}))
+        monkeypatch.setattr(loop, "load_dataset", lambda *_, dataset=dataset: dataset)
+        loop.train(tmp_path / name, TINY, TrainConfig(**{**tc.to_dict(), "train_layout": layout}))
     assert _params_equal(checkpoint.load(tmp_path / "stored" / "last.npz").params,
                          checkpoint.load(tmp_path / "cut" / "last.npz").params)
-    logged = [[{k: v for k, v in r.items() if k != "seconds"} for r in train.read_history(tmp_path / name)]
+    logged = [[{k: v for k, v in r.items() if k != "seconds"} for r in rundir.read_history(tmp_path / name)]
               for name in ("stored", "cut")]
     assert logged[0] == logged[1]
 
 
 def test_stream_layout_requires_its_batch_size(tmp_path, stream_data):
     with pytest.raises(ConfigError, match="batch size 4"):
-        train.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=16))
+        loop.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=16))
     assert not tmp_path.exists() or not any(tmp_path.iterdir()), "nothing written before the check"
 
 
 def test_training_is_deterministic_given_seed(tmp_path, stream_data):
     runs = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        train.train(tmp_path / name, TINY, TrainConfig(epochs=2, batch_size=4, iw_samples=1, seed=seed))
+        loop.train(tmp_path / name, TINY, TrainConfig(epochs=2, batch_size=4, iw_samples=1, seed=seed))
         runs[name] = checkpoint.load(tmp_path / name / "last.npz").params
     assert _params_equal(runs["a"], runs["b"])
     assert not _params_equal(runs["a"], runs["c"])
 
 
 def test_float32_training_keeps_float32_parameters(tmp_path, stream_data):
-    train.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=1, dtype="float32"))
+    loop.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=1, dtype="float32"))
     params = checkpoint.load(tmp_path / "last.npz").params
     assert {v.dtype for v in params.values()} == {np.dtype("float32")}
 
@@ -213,53 +216,53 @@ def test_float32_training_keeps_float32_parameters(tmp_path, stream_data):
 
 def test_summarize_matches_hand_computed_metrics():
     L, T = np.array([-10.0, -30.0, -8.0]), np.array([2, 10, 4])
-    m = train.summarize(L, T)
+    m = evaluation.summarize(L, T)
     per_step = L / T
     assert m["sequence_averaged"] == pytest.approx(per_step.mean())
     assert m["sequence_averaged_se"] == pytest.approx(per_step.std(ddof=1) / math.sqrt(3))
     assert m["frame_weighted"] == pytest.approx(-48 / 16)
     r = -48 / 16
     assert m["frame_weighted_se"] == pytest.approx(math.sqrt(np.sum((L - r * T) ** 2) / 6) / T.mean())
-    single = train.summarize([-5.0], [5])
+    single = evaluation.summarize([-5.0], [5])
     assert single["sequence_averaged"] == -1.0 and single["sequence_averaged_se"] is None
 
 
 def test_evaluate_reports_both_metrics_for_elbo_and_iw_bound():
     dataset = stream_dataset()
-    engine = train.RefEngine(TINY).load(ref.init_params(TINY, 0))
-    m = train.evaluate(engine, dataset.test, iw_samples=20, seed=1)
+    engine = RefEngine(TINY).load(ref.init_params(TINY, 0))
+    m = evaluation.evaluate(engine, dataset.test, iw_samples=20, seed=1)
     assert m["num_sequences"] == 5 and m["num_frames"] == 50
     for key in ("elbo", "iw"):
         assert set(m[key]) >= {"sequence_averaged", "frame_weighted", "sequence_averaged_se", "frame_weighted_se"}
     # the K-path bound is at least the ELBO's level up to Monte Carlo noise
     assert m["iw"]["frame_weighted"] > m["elbo"]["frame_weighted"] - 0.05
-    assert train.evaluate(engine, dataset.test, 20, seed=1) == m, "a fixed seed gives the same numbers"
-    assert "iw" not in train.evaluate(engine, dataset.test, 0, seed=1)
+    assert evaluation.evaluate(engine, dataset.test, 20, seed=1) == m, "a fixed seed gives the same numbers"
+    assert "iw" not in evaluation.evaluate(engine, dataset.test, 0, seed=1)
 
 
-@pytest.mark.parametrize("memory", [train.EVAL_MEMORY, 1], ids=["all-paths-per-call", "one-path-per-call"])
+@pytest.mark.parametrize("memory", [evaluation.EVAL_MEMORY, 1], ids=["all-paths-per-call", "one-path-per-call"])
 @pytest.mark.parametrize("carried", [False, True], ids=["zero-states", "carried-states"])
 def test_iw_bound_run_by_sequence_and_path_group_is_the_bound_of_the_whole_batch(monkeypatch, memory, carried):
     config, K, rng = CONFIGS["paper-options"], 12, np.random.default_rng(0)
     lengths = np.array([9, 3, 7, 1, 5])  # padded to 9: trimming each sequence must change nothing
     u, x, mask, _ = random_batch(config, 5, 9, rng, mask=(np.arange(9) < lengths[:, None]).astype(float))
-    batch = ref.data.Batch(u, x, mask)
+    batch = Batch(u, x, mask)
     d_0, z_0 = (rng.standard_normal((5, config.d_dim)), rng.standard_normal((5, config.z_dim))) if carried else (None, None)
-    engine = train.RefEngine(config).load(perturbed_params(config, 0))
+    engine = RefEngine(config).load(perturbed_params(config, 0))
     eps = np.random.default_rng(1).standard_normal((K, 5, 9, config.z_dim))  # all paths at once
     whole = logsumexp(engine.log_importance_weights(batch, eps, d_0, z_0), axis=0) - np.log(K)
-    monkeypatch.setattr(train, "EVAL_MEMORY", memory)
-    np.testing.assert_allclose(train._iw_bound(engine, batch, K, np.random.default_rng(1), d_0, z_0), whole, rtol=1e-12)
+    monkeypatch.setattr(evaluation, "EVAL_MEMORY", memory)
+    np.testing.assert_allclose(evaluation._iw_bound(engine, batch, K, np.random.default_rng(1), d_0, z_0), whole, rtol=1e-12)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATA_DIR / "boulanger2012").is_dir(), reason=f"no data at {DATA_DIR}")
 def test_short_training_on_jsb_improves_validation_elbo(tmp_path):
     tc = TrainConfig(dataset="jsb", epochs=1, batch_size=64, lr=1e-2, iw_samples=1)
-    dataset = ref.data.load_dataset("jsb", "boulanger2012", DATA_DIR)
-    before = train.evaluate(train.RefEngine(TINY).load(ref.init_params(TINY, tc.seed)), dataset.valid, 0, tc.seed)["elbo"]
-    train.train(tmp_path, TINY, tc, data_dir=DATA_DIR)
-    (record,) = train.read_history(tmp_path)
+    dataset = data.load_dataset("jsb", "boulanger2012", DATA_DIR)
+    before = evaluation.evaluate(RefEngine(TINY).load(ref.init_params(TINY, tc.seed)), dataset.valid, 0, tc.seed)["elbo"]
+    loop.train(tmp_path, TINY, tc, data_dir=DATA_DIR)
+    (record,) = rundir.read_history(tmp_path)
     assert record["valid"]["sequence_averaged"] > before["sequence_averaged"] + 1.0, (before, record["valid"])
 
 
@@ -267,10 +270,10 @@ def test_numba_and_numpy_backends_train_the_same_model(tmp_path, stream_data):
     """The backend is a speed switch: one epoch of training lands on the same parameters."""
     runs = {}
     for backend in ("numba", "numpy"):
-        train.train(tmp_path / backend, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=1, backend=backend))
+        loop.train(tmp_path / backend, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=1, backend=backend))
         runs[backend] = checkpoint.load(tmp_path / backend / "last.npz").params
     assert TrainConfig().backend == "numba"
     for k in runs["numpy"]:
         np.testing.assert_allclose(runs["numba"][k], runs["numpy"][k], rtol=1e-9, atol=1e-12, err_msg=k)
     # a run may resume on the other backend
-    train.train(tmp_path / "numba", TINY, TrainConfig(epochs=2, batch_size=4, iw_samples=1, backend="numpy"), resume=True)
+    loop.train(tmp_path / "numba", TINY, TrainConfig(epochs=2, batch_size=4, iw_samples=1, backend="numpy"), resume=True)

@@ -1,4 +1,4 @@
-"""The SRNN of SPEC.md in PyTorch: the generative model (eq. 1–2), the inference network
+"""The SRNN of docs/model.md §4 in PyTorch: the generative model (eq. 1–2), the inference network
 (eq. 3, 5), the ELBO (eq. 4, 6, 7), the importance-weighted bound and ancestral sampling.
 
 It computes exactly what `ref/` computes (tests/test_torch.py checks the ELBO and every
@@ -16,27 +16,25 @@ torch.compile of one step of that loop was tried and left out: on 2 CPU cores, p
 float32, it saved 8% of a forward + backward pass (0.82 s against 0.89 s) for 45 s of
 compilation per process, and it recompiles for every new batch shape.
 
-Modules are named so that a state-dict key maps to SPEC.md's parameter name by renaming
+Modules are named so that a state-dict key maps to the contract's parameter name (docs/model.md §4.6) by renaming
 its last part (`prior_mu.0.weight` → `prior_mu.0.W`, `gru_d.weight_ih_l0` → `gru_d.W_ih`).
-Public tensors are batch-first as SPEC.md fixes; the loop over time is time-major.
+Public tensors are batch-first as the contract fixes (docs/model.md §2); the loop over time is time-major.
 """
 import math
 
-import numpy
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ref.checkpoint import check_params
+from ref.checks import (check_batch_shapes, check_finite, check_params, check_paths_shape, check_sample_shapes,
+                        check_state_shape, raise_first_failure, value_checks)
 from ref.config import Config
-from ref.errors import InputError
-from ref.model import a_width, init_params
+from ref.params import Z_MLPS, a_width, init_params
 
-# state-dict attribute name -> SPEC.md suffix
-_SPEC_SUFFIX = {"weight": "W", "bias": "b", "weight_ih_l0": "W_ih", "weight_hh_l0": "W_hh",
+# state-dict attribute name -> the contract's suffix
+_CONTRACT_SUFFIX = {"weight": "W", "bias": "b", "weight_ih_l0": "W_ih", "weight_hh_l0": "W_hh",
                 "bias_ih_l0": "b_ih", "bias_hh_l0": "b_hh"}
-_TORCH_SUFFIX = {spec: attr for attr, spec in _SPEC_SUFFIX.items()}
-_Z_MLPS = ("prior_mu", "prior_logvar", "post_mu", "post_logvar")  # the four MLPs inside the z loop
+_TORCH_SUFFIX = {spec: attr for attr, spec in _CONTRACT_SUFFIX.items()}
 
 
 def clipped_leaky_relu(v, clip):
@@ -66,7 +64,7 @@ def gaussian_kl(mu_q, logvar_q, mu_p, logvar_p):
 
 
 def _dense_stack(n_in, width, num_layers):
-    """Layers "0" … "k−1" of a hidden stack (Linear, W of shape (out, in) as SPEC.md's)."""
+    """Layers "0" … "k−1" of a hidden stack (Linear, W of shape (out, in) as the contract's)."""
     layers = {}
     for k in range(num_layers):
         layers[str(k)], n_in = nn.Linear(n_in, width), width
@@ -74,13 +72,13 @@ def _dense_stack(n_in, width, num_layers):
 
 
 class SRNN(nn.Module):
-    """The SRNN of SPEC.md as an nn.Module, initialised as `ref.init_params(config, seed)`.
+    """The SRNN of docs/model.md §4 as an nn.Module, initialised as `ref.init_params(config, seed)`.
 
     (in torch's default dtype: for the exact float64 values, `.double().load_params(init_params(...))`)
 
     config: a `ref.Config`. Move it with `.to(device, dtype)` like any module.
     Entry points: `elbo`, `elbo_and_states` (truncated BPTT), `log_importance_weights`,
-    `iw_bound`, `sample`; `load_params` / `export_params` under SPEC.md's names.
+    `iw_bound`, `sample`; `load_params` / `export_params` under the contract's names (docs/model.md §4.6).
     """
 
     def __init__(self, config: Config, seed: int = 0):
@@ -92,7 +90,8 @@ class SRNN(nn.Module):
             self.gru_a = nn.GRU(c.d_dim + c.e_dim, c.a_dim, batch_first=True)
         else:
             self.filter = nn.ModuleDict(_dense_stack(c.d_dim + c.e_dim, c.a_dim, c.mlp_layers)[0])
-        for name, n_cond in zip(_Z_MLPS, (c.d_dim, c.d_dim, a_width(c), a_width(c))):
+        for name in Z_MLPS:  # the prior's MLPs condition on [d_t, z_{t−1}], the posterior's on [a_t, z_{t−1}]
+            n_cond = c.d_dim if name.startswith("prior") else a_width(c)
             setattr(self, name, self._mlp(n_cond + c.z_dim, {"out": c.z_dim}))
         self.emit = self._mlp(c.d_dim + c.z_dim, {"out": c.x_dim} if c.emission == "bernoulli"
                               else {"mu": c.x_dim, "logvar": c.x_dim})
@@ -103,21 +102,21 @@ class SRNN(nn.Module):
         return nn.ModuleDict({**layers, **{name: nn.Linear(n_hidden, n_out) for name, n_out in heads.items()}})
 
     # -----------------------------------------------------------------------------------
-    # Parameters under SPEC.md's names
+    # Parameters under the contract's names (docs/model.md §4.6)
     # -----------------------------------------------------------------------------------
 
     def export_params(self) -> dict:
-        """Every parameter under its SPEC.md name, as float NumPy arrays on the CPU."""
-        return {_spec_name(key): value.detach().cpu().numpy().copy() for key, value in self.named_parameters()}
+        """Every parameter under its contract name, as float NumPy arrays on the CPU."""
+        return {contract_name(key): value.detach().cpu().numpy().copy() for key, value in self.named_parameters()}
 
     def load_params(self, mapping) -> "SRNN":
-        """Copy parameters (NumPy arrays or tensors under SPEC.md's names) into the module,
+        """Copy parameters (NumPy arrays or tensors under the contract's names) into the module,
         in its own dtype and device; names and shapes must be exactly this config's."""
-        check_params({k: numpy.empty(tuple(v.shape)) for k, v in mapping.items()}, self.config)
+        check_params({k: tuple(v.shape) for k, v in mapping.items()}, self.config)
         own = dict(self.named_parameters())
         with torch.no_grad():
             for name, value in mapping.items():
-                target = own[_torch_name(name)]
+                target = own[torch_name(name)]
                 target.copy_(torch.as_tensor(value).to(dtype=target.dtype, device=target.device))
         return self
 
@@ -187,7 +186,7 @@ class SRNN(nn.Module):
         (W (4, in, out), b (4, 1, out)) for batched products. With mlp_layers = 0 the
         first layer is the output layer and `stacked` is empty.
         """
-        mlps = [getattr(self, name) for name in _Z_MLPS]
+        mlps = [getattr(self, name) for name in Z_MLPS]
         first = "0" if self.config.mlp_layers else "out"
         W = [m[first].weight for m in mlps]
         b = [m[first].bias for m in mlps]
@@ -263,13 +262,10 @@ class SRNN(nn.Module):
         kB … kB+B−1); d and a are computed once. Returns (K, B).
         """
         eps = self._tensor(eps)
-        if eps.dim() != 4:
-            raise InputError(f"eps must have shape (K, B, T, z_dim) for the importance-weighted bound, "
-                             f"got {tuple(eps.shape)}")
+        check_paths_shape(tuple(eps.shape))
         K = eps.shape[0]
         u, x, mask, _, d_0, z_0, lengths = self._inputs(u, x, mask, eps[0], d_0, z_0)
-        if not torch.isfinite(eps).all():
-            raise InputError("eps holds NaN or inf values (padded steps too must be finite)")
+        check_finite("eps", eps)
         d, a = self._deterministic_and_inference_states(u, x, lengths, d_0)
         tile = lambda v: v.repeat(K, *([1] * (v.dim() - 1)))  # (B, ...) -> (K·B, ...)
         eps_paths = eps.reshape(-1, *eps.shape[2:]) * tile(mask)[..., None]
@@ -301,13 +297,10 @@ class SRNN(nn.Module):
         """
         c = self.config
         eps_z, noise_x = (self._tensor(v) for v in (eps_z, noise_x))
+        u_1 = None if u_1 is None else self._tensor(u_1)
+        check_sample_shapes(tuple(eps_z.shape), tuple(noise_x.shape), None if u_1 is None else tuple(u_1.shape), c)
         B, T = eps_z.shape[:2]
-        if eps_z.shape != (B, T, c.z_dim) or noise_x.shape != (B, T, c.x_dim):
-            raise InputError(f"sample noise must have shapes (B, T, z_dim={c.z_dim}) and (B, T, x_dim={c.x_dim}), "
-                             f"got {tuple(eps_z.shape)} and {tuple(noise_x.shape)}")
-        u_t = eps_z.new_zeros(B, c.x_dim) if u_1 is None else self._tensor(u_1)
-        if u_t.shape != (B, c.x_dim):
-            raise InputError(f"u_1 must have shape {(B, c.x_dim)}, got {tuple(u_t.shape)}")
+        u_t = eps_z.new_zeros(B, c.x_dim) if u_1 is None else u_1
         d_t, z_t = eps_z.new_zeros(B, c.d_dim), eps_z.new_zeros(B, c.z_dim)
         x, d, z = [], [], []
         for t in range(T):
@@ -339,60 +332,36 @@ class SRNN(nn.Module):
         return torch.as_tensor(v).to(dtype=p.dtype, device=p.device)
 
     def _inputs(self, u, x, mask, eps, d_0, z_0):
-        """Check shapes and values (one device sync), zero the padded steps.
+        """Check shapes and values (ref.checks, one device sync), zero the padded steps.
 
         Returns u, x, mask, eps, d_0, z_0 as tensors of the module's dtype, and lengths (B,).
         """
         c = self.config
         u, x, mask, eps = (self._tensor(v) for v in (u, x, mask, eps))
-        if x.dim() != 3 or x.shape[2] != c.x_dim:
-            raise InputError(f"x must have shape (B, T, x_dim={c.x_dim}), got {tuple(x.shape)}")
-        B, T, _ = x.shape
-        if T == 0:
-            raise InputError("every mask row needs at least one valid step (mask[:, 0] == 1)")
-        if u.shape != x.shape:
-            raise InputError(f"u must have the shape of x {tuple(x.shape)}, got {tuple(u.shape)}")
-        if eps.shape != (B, T, c.z_dim):
-            raise InputError(f"eps must have shape (B, T, z_dim) = {(B, T, c.z_dim)}, got {tuple(eps.shape)}")
-        if mask.shape != (B, T):
-            raise InputError(f"mask must have shape {(B, T)}, got {tuple(mask.shape)}")
+        check_batch_shapes(tuple(u.shape), tuple(x.shape), tuple(mask.shape), tuple(eps.shape), c)
+        B = x.shape[0]
         d_0 = x.new_zeros(B, c.d_dim) if d_0 is None else self._state("d_0", d_0, (B, c.d_dim))
         z_0 = x.new_zeros(B, c.z_dim) if z_0 is None else self._state("z_0", z_0, (B, c.z_dim))
-        valid = mask[..., None] == 1
-        checks = torch.stack([
-            ((mask == 0) | (mask == 1)).all(),
-            (mask[:, 0] == 1).all(),
-            (mask[:, 1:] <= mask[:, :-1]).all(),
-            *(torch.isfinite(v).all() for v in (u, x, eps, d_0, z_0)),
-            ((x == 0) | (x == 1) | ~valid).all() if c.emission == "bernoulli" else torch.ones((), dtype=torch.bool),
-        ]).tolist()  # one transfer from the device for all checks
-        problems = ("mask must hold only 0 and 1",
-                    "every mask row needs at least one valid step (mask[:, 0] == 1)",
-                    "mask rows must be a left-aligned valid prefix: ones, then only zeros",
-                    *(f"{name} holds NaN or inf values (padded steps too must be finite)"
-                      for name in ("u", "x", "eps", "d_0", "z_0")),
-                    "x must be a binary piano roll (0/1) on valid steps for Bernoulli emission")
-        for ok, problem in zip(checks, problems):
-            if not ok:
-                raise InputError(problem)
+        checks = value_checks(u, x, mask, eps, d_0, z_0, c)
+        raise_first_failure(checks, torch.stack([ok for ok, _ in checks]).tolist())  # one transfer from the device
         lengths = mask.sum(1).long()
+        valid = mask[..., None] == 1
         # padded steps are zeroed so that no finite value there can overflow into a masked term
         return u * valid, x * valid, mask, eps * valid, d_0, z_0, lengths
 
     def _state(self, name, v, shape):
         v = self._tensor(v)
-        if v.shape != shape:
-            raise InputError(f"{name} must have shape {shape}, got {tuple(v.shape)}")
+        check_state_shape(name, tuple(v.shape), shape)
         return v
 
 
-def _spec_name(key):
-    """State-dict key -> SPEC.md name: `prior_mu.0.weight` -> `prior_mu.0.W`."""
+def contract_name(key):
+    """State-dict key -> contract name: `prior_mu.0.weight` -> `prior_mu.0.W`."""
     prefix, attr = key.rsplit(".", 1)
-    return f"{prefix}.{_SPEC_SUFFIX[attr]}"
+    return f"{prefix}.{_CONTRACT_SUFFIX[attr]}"
 
 
-def _torch_name(name):
-    """SPEC.md name -> state-dict key: `gru_d.W_ih` -> `gru_d.weight_ih_l0`."""
+def torch_name(name):
+    """Contract name -> state-dict key: `gru_d.W_ih` -> `gru_d.weight_ih_l0`."""
     prefix, suffix = name.rsplit(".", 1)
     return f"{prefix}.{_TORCH_SUFFIX[suffix]}"

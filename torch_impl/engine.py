@@ -1,8 +1,8 @@
-"""Training torch_impl's SRNN with the project's one trainer (ref/train.py), on a CPU, a GPU,
-or several processes.
+"""torch_impl's engine: the SRNN module and Adam's state on a CPU, a GPU or several processes,
+for the project's one training loop (srnn.loop, which drives it through the `Engine` protocol
+of srnn.engine; torch_impl itself imports nothing of the application).
 
-`TorchEngine` is torch_impl's side of ref.train's loops (see ref.train.RefEngine): the
-loops keep the data order, the noise (drawn with NumPy, so a seed gives the same run on
+The loop keeps the data order, the noise (drawn with NumPy, so a seed gives the same run on
 either implementation), the schedules and the run directory; the engine holds the module
 and Adam's state on its device and takes the optimizer steps, with the same Adam and
 clipping code as ref (ref/optim.py works on tensors as well as on arrays).
@@ -23,15 +23,14 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ref import train as ref_train
 from ref.errors import ConfigError
 from ref.optim import adam_init, adam_update, clip_gradients
 
-from .model import SRNN, _spec_name
+from .model import SRNN, contract_name
 
 
 class TorchEngine:
-    """torch_impl's engine for ref.train's loops: an SRNN module and Adam's state on `device`.
+    """torch_impl's engine for srnn.loop: an SRNN module and Adam's state on `device`.
 
     config: the model's Config; dtype: "float64" or "float32" (parameters and arithmetic);
     device: "cpu", "cuda", "cuda:1", ... (default: cuda when available, else cpu);
@@ -48,7 +47,7 @@ class TorchEngine:
         self.rank, self.world = _join_process_group(self.device) if data_parallel else (0, 1)
         self.is_main = self.rank == 0
         self.model = SRNN(config).to(self.device, getattr(torch, dtype))
-        self.named = {_spec_name(key): p for key, p in self.model.named_parameters()}
+        self.named = {contract_name(key): p for key, p in self.model.named_parameters()}
         # DistributedDataParallel averages the gradients of the processes during backward()
         self.step_model = (DistributedDataParallel(self.model, device_ids=None if self.device.type == "cpu"
                                                    else [self.device]) if self.world > 1 else self.model)
@@ -60,12 +59,12 @@ class TorchEngine:
                 "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
                 "dtype": self.dtype, "bf16": self.bf16, "processes": self.world}
 
-    def like(self, config, params):
-        """An engine with the same settings for another model, in this process only."""
+    def for_model(self, config, params):
+        """An engine with the same settings holding another model (params), in this process only."""
         return TorchEngine(config, self.dtype, self.device, self.bf16, data_parallel=False).load(params)
 
     def load(self, params, adam=None):
-        """Parameters (and Adam's state) from NumPy dicts under SPEC.md's names."""
+        """Parameters (and Adam's state) from NumPy dicts under the contract's names."""
         self.model.load_params(params)
         adam = adam if adam is not None else adam_init(params)
         self.adam = {"step": adam["step"], **{k: {name: self._tensor(v) for name, v in adam[k].items()}
@@ -78,21 +77,21 @@ class TorchEngine:
                 **{k: {name: v.cpu().numpy() for name, v in self.adam[k].items()} for k in ("m", "v")}}
         return self.model.export_params(), adam
 
-    def train_batch(self, batch, eps, beta, lr, d_0, z_0, tc):
+    def train_batch(self, batch, eps, kl_weight, lr, d_0, z_0, *, adam_eps, max_grad_norm, clip_value):
         """One optimizer step on this process's rows of the batch; returns ΣL_i of the whole
         batch and this process's states at each T_i (carried to the next batch)."""
         rows, weight = self._rows(len(batch.mask))
         u, x, mask, eps = (self._tensor(v[rows]) for v in (batch.u, batch.x, batch.mask, eps))
         with self._autocast():
-            L, d_last, z_last = self.step_model(u, x, mask, eps, beta, d_0, z_0)
+            L, d_last, z_last = self.step_model(u, x, mask, eps, kl_weight, d_0, z_0)
         # DDP averages over the processes: scaled so that the mean is the gradient of −ΣL/ΣT of the whole batch
         loss = -L.sum() * (weight * self.world / float(np.sum(batch.mask)))
         self.model.zero_grad(set_to_none=True)
         loss.backward()
-        grads, _ = clip_gradients({name: p.grad for name, p in self.named.items()}, tc.max_grad_norm, tc.clip_value)
+        grads, _ = clip_gradients({name: p.grad for name, p in self.named.items()}, max_grad_norm, clip_value)
         with torch.no_grad():
             params = {name: p.detach() for name, p in self.named.items()}
-            new_params, self.adam = adam_update(params, grads, self.adam, lr, tc.adam_eps)
+            new_params, self.adam = adam_update(params, grads, self.adam, lr, adam_eps)
             for name, p in self.named.items():
                 p.copy_(new_params[name])
         sum_L = L.detach().sum() * weight
@@ -126,12 +125,6 @@ class TorchEngine:
         B is smaller than the number of processes: every process must take part in each step)."""
         rows = np.array_split(np.arange(B), self.world)[self.rank]
         return (rows, 1.0) if len(rows) else (np.arange(1), 0.0)
-
-
-def train(run_dir, config, train_config, data_dir=None, resume=False, device=None, bf16=False):
-    """ref.train.train with torch_impl computing: same run directory, metrics, checkpoints, resume."""
-    engine = TorchEngine(config, train_config.dtype, device, bf16)
-    return ref_train.train(run_dir, config, train_config, data_dir, resume, engine)
 
 
 def _device(device, data_parallel):

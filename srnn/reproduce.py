@@ -19,23 +19,25 @@ both per-step conventions with standard errors over pieces; its ELBO is computed
 implementations, which must agree.
 """
 import json
-import os
-import platform
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
-from .config import Config, TrainConfig, preset
-from .data import DATASETS, load_dataset
-from .errors import ConfigError
-from .music import piano_roll_png, write_midi
-from .train import RefEngine, evaluate, generate, read_history, train
+from ref import Config, preset
+from ref.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+from . import checkpoint
+from .config import TrainConfig
+from .data import DATASETS, load_dataset
+from .engine import EngineOptions, make_engine
+from .evaluation import evaluate
+from .loop import train
+from .music import generate, piano_roll_png, write_midi
+from .provenance import commit, machine
+from .rundir import read_history
+
 PAPER_TRAINING = dict(epochs=50, valid_every=2, dtype="float32", iw_samples=1)  # the IW bound: evaluated below
 SWEEP_Z = (2, 10, 25, 50, 100)
 # JSB's srnn2016 files hold its pieces at twice the time resolution of boulanger2012's (27,200 vs
@@ -78,14 +80,16 @@ def reproduce(name, engine_factory=None, runs_dir="runs/paper", results_dir="res
               epochs=None, iw_samples=None, command=None):
     """Train (or resume) run `name`, evaluate its best checkpoint, write results/<name>.json.
 
-    engine_factory(config, dtype) -> engine (default RefEngine); epochs: stop earlier than the
+    engine_factory(config, dtype) -> Engine (default: ref's); epochs: stop earlier than the
     run's schedule (the result is then marked partial); iw_samples: replace the run's K list.
+    The best checkpoint's ELBO is computed again by the other implementation (when it is
+    installed: torch is optional), and the result records whether the two agree.
     Returns the result as written.
     """
     if name not in RUNS:
         raise ConfigError(f"unknown run {name!r}; `srnn reproduce --list` shows them")
     config, tc, ks = RUNS[name]
-    engine_factory = engine_factory or (lambda c, dtype: RefEngine(c, dtype))
+    engine_factory = engine_factory or (lambda c, dtype: make_engine("ref", c, dtype))
     planned = tc.epochs
     if epochs is not None:
         tc = TrainConfig(**{**tc.to_dict(), "epochs": epochs})
@@ -105,8 +109,7 @@ def reproduce(name, engine_factory=None, runs_dir="runs/paper", results_dir="res
     for K in (iw_samples,) if iw_samples else ks:
         key = f"iw_K{K}"
         metrics[key] = done[key] if key in done else evaluate(evaluator, test, K, tc.seed)["iw"]
-    other = (RefEngine(config, "float64") if not isinstance(evaluator, RefEngine)
-             else _torch_engine(config))
+    other = _cross_check_engine("torch" if evaluator.describe()["impl"] == "ref" else "ref", config)
     cross = None
     if other is not None:
         elbo_other = evaluate(other.load(best.params), test, 0, tc.seed)["elbo"]
@@ -121,8 +124,8 @@ def reproduce(name, engine_factory=None, runs_dir="runs/paper", results_dir="res
         "best_epoch": best.state["epoch"],
         "train_seconds": sum(r["seconds"] for r in history), "eval_seconds": time.perf_counter() - start,
         "seconds_per_epoch": float(np.median([r["seconds"] for r in history])),
-        "implementation": engine.describe(), "hardware": _hardware(),
-        "commit": _commit(), "command": command or f"srnn reproduce {name}",
+        "implementation": engine.describe(), "hardware": machine(),
+        "commit": commit(), "command": command or f"srnn reproduce {name}",
         "test": metrics, "cross_check": cross,
     }
     out = Path(results_dir) / f"{name}.json"
@@ -157,25 +160,14 @@ def write_artifacts(name, run_dir, results_dir, engine, num_samples=3, length=20
         write_midi(roll, samples / f"sample_{i:03d}.mid")
 
 
-def _torch_engine(config):
-    """torch_impl's float64 CPU engine for the cross-check, or None without PyTorch."""
+def _cross_check_engine(impl, config):
+    """The float64 CPU engine of implementation `impl` for the cross-check, in this process
+    only; None when it is not installed (torch is optional)."""
     try:
-        from torch_impl.train import TorchEngine
-    except ImportError:
+        return make_engine(impl, config, "float64", EngineOptions(device="cpu" if impl == "torch" else None,
+                                                                   data_parallel=False))
+    except ConfigError:
         return None
-    return TorchEngine(config, "float64", "cpu", data_parallel=False)
-
-
-def _commit():
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
-    return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else None
-
-
-def _hardware():
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__}
 
 
 def describe_runs():

@@ -1,4 +1,4 @@
-"""Piano rolls out of the model: a PNG to look at and a MIDI file to listen to.
+"""Music out of a model: pieces sampled by an engine, as a PNG to look at and a MIDI file to listen to.
 
 A piano roll is a (T, 88) array of 0/1, one row per time step; key k is MIDI pitch
 21 + k, so the 88 keys are pitches 21 (A0) .. 108 (C8), as in every dataset here.
@@ -7,7 +7,8 @@ from matplotlib.figure import Figure  # no pyplot: files only, any machine, the 
 import mido
 import numpy as np
 
-from .errors import InputError
+from ref import draw_sample_noise
+from ref.errors import InputError
 
 LOWEST_PITCH = 21
 NUM_KEYS = 88
@@ -66,3 +67,9 @@ def _check_roll(roll):
     if not np.isin(roll, (0, 1)).all():
         raise InputError("a piano roll must hold only 0 and 1")
     return roll
+
+
+def generate(engine, num, length, seed):
+    """`num` piano rolls of `length` steps sampled from the model in `engine`; (num, length, x_dim)."""
+    rng = np.random.default_rng(seed)
+    return np.asarray(engine.sample(*draw_sample_noise(rng, engine.config, num, length)))

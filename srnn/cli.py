@@ -5,7 +5,7 @@
     srnn evaluate --run-dir runs/jsb-srnn2016-paper --iw-samples 100
     srnn sample --run-dir runs/jsb-srnn2016-paper --num 4 --length 200 --out samples
     srnn train --impl torch --device cuda ...     # torch_impl on a GPU
-    torchrun --nproc-per-node 2 -m ref.cli train --impl torch ...   # data-parallel
+    torchrun --nproc-per-node 2 -m srnn.cli train --impl torch ...   # data-parallel
 
 Any error the user can act on ends as one line `srnn: error: ...` with exit status 2;
 Ctrl-C ends with one line and status 130.
@@ -15,14 +15,19 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from . import checkpoint
-from .config import BACKENDS, DTYPES, INFERENCE, PRESETS, TRAIN_LAYOUTS, Config, TrainConfig, preset
-from .data import DATASETS, VARIANTS, load_dataset
-from .errors import ConfigError, DataError, SRNNError
-from .music import piano_roll_png, write_midi
-from .train import RefEngine, evaluate, format_metrics, generate, read_run_config, train
+from ref import BACKENDS, PRESETS, Config, preset
+from ref.config import INFERENCE
+from ref.errors import ConfigError, DataError, SRNNError
 
-IMPLEMENTATIONS = ("ref", "torch")  # the engines of ref.train's loops: RefEngine, torch_impl's TorchEngine
+from . import checkpoint
+from .config import DTYPES, TRAIN_LAYOUTS, TrainConfig
+from .data import DATASETS, VARIANTS, load_dataset
+from .engine import ENGINES, EngineOptions, make_engine
+from .evaluation import evaluate, format_metrics
+from .loop import train
+from .music import generate, piano_roll_png, write_midi
+from .reproduce import describe_runs, reproduce
+from .rundir import read_run_config
 
 MODEL_HELP = {
     "d_dim": "units of the deterministic GRU state d_t",
@@ -87,7 +92,7 @@ def build_parser():
     parser = _Parser(prog="srnn", description="Stochastic recurrent neural networks (Fraccaro et al., NIPS 2016) "
                                                "for polyphonic music.")
     common = _Parser(add_help=False)
-    common.add_argument("--impl", choices=IMPLEMENTATIONS, default="ref",
+    common.add_argument("--impl", choices=tuple(ENGINES), default="ref",
                         help="implementation to run: ref (NumPy + autograd, numba) or torch (PyTorch) (default: ref)")
     common.add_argument("--device", help="--impl torch: cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     common.add_argument("--bf16", action="store_true",
@@ -113,7 +118,7 @@ def build_parser():
                            help=f"{MODEL_HELP[name]} (paper: {default})")
     settings = train.add_argument_group("training settings (defaults: the paper's code)")
     choices = {"dataset": ("synthetic", *DATASETS), "variant": VARIANTS, "train_layout": TRAIN_LAYOUTS,
-               "dtype": DTYPES, "backend": BACKENDS}
+               "dtype": DTYPES, "backend": tuple(BACKENDS)}
     for field in dataclasses.fields(TrainConfig):
         settings.add_argument(_flag(field.name), type=type(field.default), choices=choices.get(field.name),
                               help=f"{TRAIN_HELP[field.name]} (default: {field.default})")
@@ -131,7 +136,7 @@ def build_parser():
         sub.add_argument("--data-dir", help="directory holding the data files (default: $SRNN_DATA_DIR, "
                                             "else a per-user cache filled by downloading them)")
     evaluate.add_argument("--split", choices=("test", "valid"), default="test", help="(default: test)")
-    evaluate.add_argument("--backend", choices=BACKENDS, default="numba", help=TRAIN_HELP["backend"] + " (default: numba)")
+    evaluate.add_argument("--backend", choices=tuple(BACKENDS), default="numba", help=TRAIN_HELP["backend"] + " (default: numba)")
     evaluate.add_argument("--iw-samples", type=int, help="K paths of the importance-weighted bound "
                                                          "(default: the run's iw_samples)")
     sample.add_argument("--num", type=int, default=4, help="number of samples (default: 4)")
@@ -157,8 +162,6 @@ REPRODUCE_HELP = ("Train (or resume) one run of the results table with the paper
 
 
 def _reproduce(args):
-    from .reproduce import describe_runs, reproduce
-
     if args.list:
         print(describe_runs())
         return
@@ -202,7 +205,7 @@ def _evaluate(args):
     K = args.iw_samples or tc.iw_samples
     dataset = load_dataset(tc.dataset, tc.variant, args.data_dir)
     engine = _engine(args, config, tc.dtype, args.backend).load(params)
-    teacher = engine.like(*dataset.teacher) if dataset.teacher else None
+    teacher = engine.for_model(*dataset.teacher) if dataset.teacher else None
     metrics = evaluate(engine, getattr(dataset, args.split), K, args.seed, teacher)
     print(f"{tc.dataset} ({dataset.variant}), {args.split} split:")
     print(format_metrics(metrics))
@@ -233,16 +236,10 @@ def _load(args):
 
 
 def _engine(args, config, dtype, backend):
-    """The engine of --impl: RefEngine on `backend`, or torch_impl's TorchEngine on --device."""
-    if args.impl == "ref":
-        if args.device is not None or args.bf16:
-            raise ConfigError("--device and --bf16 are options of --impl torch")
-        return RefEngine(config, dtype, backend)
-    try:
-        from torch_impl.train import TorchEngine
-    except ImportError as e:
-        raise ConfigError(f"--impl torch needs PyTorch ({e}); install it with: pip install 'srnn[torch]'") from None
-    return TorchEngine(config, dtype, args.device, args.bf16)
+    """The engine of --impl (srnn.engine.ENGINES): ref on `backend`, or torch on --device."""
+    if args.impl == "ref" and (args.device is not None or args.bf16):
+        raise ConfigError("--device and --bf16 are options of --impl torch")
+    return make_engine(args.impl, config, dtype, EngineOptions(backend, args.device, args.bf16))
 
 
 if __name__ == "__main__":

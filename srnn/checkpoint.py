@@ -1,12 +1,12 @@
 """Checkpoints: one .npz that any implementation of the project can load.
 
 Layout of the archive:
-- every parameter under its SPEC.md name ("gru_d.W_ih", "emit.out.b", ...), so another
+- every parameter under its contract name (docs/model.md §4.6: "gru_d.W_ih", "emit.out.b", ...), so another
   implementation reads the keys without a "__" or "state/" prefix and has the model;
 - "__config__": the model `Config` as JSON (a 0-d unicode array, no pickle needed);
 - "__train_config__": the `TrainConfig` as JSON, when the checkpoint comes from training;
 - "state/...": training state (epoch, best validation score, Adam's step and moments),
-  nested dicts flattened with "/" ("state/adam/m/gru_d.W_ih"), which SPEC names never contain.
+  nested dicts flattened with "/" ("state/adam/m/gru_d.W_ih"), which contract names never contain.
 
 Files are written atomically: a crash mid-write leaves the previous file untouched.
 """
@@ -19,9 +19,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .config import Config, TrainConfig
-from .errors import DataError
-from .model import param_shapes
+from ref.checks import check_params
+from ref.config import Config
+from ref.errors import DataError, ParamsError
+
+from .config import TrainConfig
 
 CONFIG_KEY = "__config__"
 TRAIN_CONFIG_KEY = "__train_config__"
@@ -29,7 +31,7 @@ STATE_PREFIX = "state/"
 
 
 class Checkpoint(NamedTuple):
-    params: dict            # name -> np.ndarray, SPEC names
+    params: dict            # name -> np.ndarray, contract names
     config: Config
     train_config: TrainConfig | None
     state: dict             # nested dict of training state; {} when none was saved
@@ -56,7 +58,7 @@ def atomic_write(path, write):
 
 
 def save(path, params, config, train_config=None, state=None):
-    """Write params (SPEC names), config, optional train_config and training state to `path`.
+    """Write params (contract names), config, optional train_config and training state to `path`.
 
     state: nested dict whose leaves are numbers or arrays, e.g.
         {"epoch": 3, "best_valid": -8.1, "adam": {"step": 120, "m": {...}, "v": {...}}}
@@ -96,22 +98,11 @@ def load(path):
         raise DataError(f"checkpoint {path} holds an invalid configuration: {e}") from None
     state = _unflatten({k: v for k, v in arrays.items() if k.startswith(STATE_PREFIX)}, STATE_PREFIX)
     params = {k: v for k, v in arrays.items() if not k.startswith(STATE_PREFIX)}
-    check_params(params, config, source=str(path))
+    try:
+        check_params({name: value.shape for name, value in params.items()}, config, source=str(path))
+    except ParamsError as e:
+        raise ParamsError(f"checkpoint {e}") from None
     return Checkpoint(params, config, train_config, state)
-
-
-def check_params(params, config, source="parameters"):
-    """Raise DataError unless `params` has exactly the names and shapes of `config`'s model."""
-    expected = param_shapes(config)
-    missing = sorted(set(expected) - set(params))
-    extra = sorted(set(params) - set(expected))
-    if missing or extra:
-        raise DataError(
-            f"{source} does not match its Config: missing {missing or 'none'}, unexpected {extra or 'none'}"
-        )
-    for name, shape in expected.items():
-        if params[name].shape != tuple(shape):
-            raise DataError(f"{source}: {name} has shape {params[name].shape}, its Config needs {shape}")
 
 
 def _flatten(tree, prefix):

@@ -2,7 +2,7 @@
 
 It needs no files, so a newcomer can train at once, and because the teacher is known its
 own importance-weighted bound with many paths estimates the data's true log-likelihood,
-the number a trained student's test ELBO can be held against (`train.evaluate` reports
+the number a trained student's test ELBO can be held against (`srnn.evaluation.evaluate` reports
 it beside the student's when given `Dataset.teacher`).
 
 The teacher is a small SRNN whose posterior equals its prior (post_mu outputs zero with
@@ -13,9 +13,9 @@ first 32 test sequences it is −17.062 nats per step at K = 1, −17.002 at K =
 """
 import numpy
 
-from .config import Config
-from .model import init_params
-from .sample import draw_sample_noise, sample
+from ref import Config, draw_sample_noise, init_params, sample
+
+from .splits import Dataset, Split
 
 TEACHER_CONFIG = Config(x_dim=88, d_dim=16, z_dim=2, a_dim=16, h_dim=32, embed_layers=1, mlp_layers=1)
 TEACHER_SEED = 1
@@ -40,8 +40,6 @@ def teacher_params() -> dict:
 
 def load_synthetic():
     """The synthetic `Dataset`: whole sequences of 20–60 steps, u_1 = 0, teacher attached."""
-    from .data import Dataset, Split  # data imports this module lazily; avoid the cycle
-
     params = teacher_params()
     rng = numpy.random.default_rng(DATA_SEED)
     splits = {}

@@ -1,0 +1,58 @@
+"""Training settings: how a model is trained and evaluated (`TrainConfig`), beside the model's
+own `ref.Config`. Both are saved in every run directory and checkpoint.
+"""
+from dataclasses import dataclass
+
+from ref.bounds import BACKENDS
+from ref.config import DictFields, check_choice, check_int, is_real
+from ref.errors import ConfigError
+
+from .data import DATASETS, VARIANTS
+
+DTYPES = ("float64", "float32")
+TRAIN_LAYOUTS = ("as_stored", "streams")  # the train split as its files hold it, or srnn.splits.as_streams of it
+
+
+@dataclass(frozen=True)
+class TrainConfig(DictFields):
+    """How a model is trained and evaluated; defaults are the paper's code's settings.
+
+    Epochs count from 0 inside the schedules (see ref/optim.py).
+    """
+
+    dataset: str = "synthetic"      # "synthetic" or one of srnn.data.DATASETS
+    variant: str = "boulanger2012"  # one of srnn.data.VARIANTS (ignored by "synthetic")
+    train_layout: str = "as_stored"  # or "streams": whole train pieces as truncated-BPTT streams
+    epochs: int = 50
+    batch_size: int = 16            # srnn2016 needs 16: its streams are laid out for it
+    lr: float = 1e-3
+    adam_eps: float = 1e-4
+    max_grad_norm: float = 1.0
+    clip_value: float = 10.0
+    kl_start: float = 0.2
+    kl_anneal_epochs: int = 20
+    lr_decay_start: int = 20
+    lr_decay: float = 1.2
+    valid_every: int = 1
+    iw_samples: int = 100           # K of the importance-weighted bound on the test split
+    seed: int = 0
+    dtype: str = "float64"
+    backend: str = "numba"          # the recurrences as numba kernels, or "numpy" (readable, slower): ref.BACKENDS
+
+    def __post_init__(self):
+        check_choice("dataset", self.dataset, ("synthetic", *DATASETS))
+        check_choice("variant", self.variant, VARIANTS)
+        for name in ("epochs", "batch_size", "valid_every", "iw_samples"):
+            check_int(name, getattr(self, name), minimum=1)
+        for name in ("kl_anneal_epochs", "lr_decay_start", "seed"):
+            check_int(name, getattr(self, name), minimum=0)
+        for name in ("lr", "adam_eps", "max_grad_norm", "clip_value"):
+            if not is_real(getattr(self, name)) or not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+        if not is_real(self.kl_start) or not 0 <= self.kl_start <= 1:
+            raise ConfigError(f"kl_start must be in [0, 1], got {self.kl_start!r}")
+        if not is_real(self.lr_decay) or not self.lr_decay >= 1:
+            raise ConfigError(f"lr_decay must be a number >= 1, got {self.lr_decay!r}")
+        check_choice("train_layout", self.train_layout, TRAIN_LAYOUTS)
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("backend", self.backend, BACKENDS)

@@ -1,0 +1,137 @@
+"""Evaluation of a trained model on a split: the ELBO and the importance-weighted bound of
+every sequence, summarised in both per-step conventions with standard errors over sequences.
+
+Memory stays bounded whatever the split: batches of at most EVAL_BATCH_SIZE sequences, and
+the IW bound's paths run one sequence at a time in groups sized by EVAL_MEMORY. The noise
+comes from a generator seeded by the caller, so repeated evaluations are comparable.
+"""
+import numpy as np
+from scipy.special import logsumexp
+
+from .splits import Batch
+
+EVAL_BATCH_SIZE = 16
+EVAL_MEMORY = 512 * 2**20  # bytes of per-step model states one evaluation chunk may hold
+
+
+def evaluate(engine, split, iw_samples, seed, teacher=None):
+    """The two per-step metrics (docs/model.md §2) of the ELBO and of the K-path importance-weighted bound on a split.
+
+    engine: the model, loaded in an engine (srnn.engine: `make_engine(impl, config,
+    dtype).load(params)`); split: a srnn.splits.Split; iw_samples: K (0 = ELBO only);
+    seed: the noise generator's seed, so repeated evaluations are comparable;
+    teacher: an engine holding the synthetic data's teacher (Dataset.teacher); when set
+    (and K > 0), its own K-path log-likelihood estimate on the same split is added as
+    "teacher_iw".
+
+    Returns {"num_sequences", "num_frames", "elbo": {...}, "iw": {..., "K"} (if K > 0),
+    "teacher_iw": {..., "K"} (if teacher)}, each {...} holding "sequence_averaged"
+    (mean_i L_i/T_i), "frame_weighted" (ΣL_i/ΣT_i), both in nats per step, and their
+    standard errors over sequences "sequence_averaged_se", "frame_weighted_se".
+    """
+    elbos, bounds = per_sequence_bounds(engine, split, iw_samples, seed)
+    lengths = split.lengths
+    metrics = {"num_sequences": len(split), "num_frames": split.num_frames, "elbo": summarize(elbos, lengths)}
+    if iw_samples:
+        metrics["iw"] = {"K": iw_samples, **summarize(bounds, lengths)}
+    if teacher is not None and iw_samples:
+        teacher_bounds = per_sequence_bounds(teacher, split, iw_samples, seed)[1]
+        metrics["teacher_iw"] = {"K": iw_samples, **summarize(teacher_bounds, lengths)}
+    return metrics
+
+
+def per_sequence_bounds(engine, split, iw_samples, seed):
+    """The ELBO L_i and the K-path IW bound of every sequence of a split: two (N,) arrays.
+
+    A split in stream layout is evaluated chunk by chunk with states carried across
+    batches (each chunk counts as a sequence). Memory stays bounded: batches of at most
+    EVAL_BATCH_SIZE sequences, IW paths run one sequence at a time in groups sized by
+    EVAL_MEMORY. With iw_samples = 0 the second array is None.
+    """
+    rng = np.random.default_rng(seed)
+    config = engine.config
+    batch_size = split.streams or _eval_batch_size(config, split.x.shape[1])
+    elbos, bounds = [], []
+    d_0 = z_0 = None
+    for batch in split.batches(batch_size):
+        if not batch.carry:
+            d_0 = z_0 = None
+        eps = rng.standard_normal((*batch.mask.shape, config.z_dim))
+        L, d_last, z_last = engine.elbo_and_states(batch, eps, d_0, z_0)
+        elbos.append(np.asarray(L))
+        if iw_samples:
+            bounds.append(_iw_bound(engine, batch, iw_samples, rng, d_0, z_0))
+        d_0, z_0 = d_last, z_last
+    return np.concatenate(elbos), (np.concatenate(bounds) if iw_samples else None)
+
+
+def _eval_batch_size(config, T):
+    """Sequences per evaluation batch such that one path's per-step states fit EVAL_MEMORY."""
+    return int(max(1, min(EVAL_BATCH_SIZE, EVAL_MEMORY // (T * _bytes_per_step(config)))))
+
+
+def _bytes_per_step(config):
+    """Rough float64 bytes of the states one sequence keeps per step and path (d, a, z's Gaussians, MLPs, x)."""
+    return 8 * (config.d_dim + config.a_dim + 5 * config.z_dim + 2 * config.h_dim + 3 * config.x_dim)
+
+
+def _iw_bound(engine, batch, K, rng, d_0, z_0):
+    """log (1/K) Σ_k w_k of each sequence of a batch.
+
+    The noise is drawn group by group as slices of one (K, B, T, z_dim) array, so the
+    bound does not depend on the grouping. The paths then run one sequence at a time,
+    trimmed to its length, as many per call as EVAL_MEMORY holds: d and a, computed once
+    per call, serve all its paths, where a padded batch of long pieces fits one path per
+    call and recomputes them for every path (Piano: 6x faster, benchmarks/bench_iw.py).
+    """
+    config, (B, T) = engine.config, batch.mask.shape
+    path_bytes = T * (_bytes_per_step(config) + 8 * B * config.z_dim)  # a path's states, and its noise for the batch
+    group = int(max(1, min(K, EVAL_MEMORY // path_bytes)))
+    sequences = []  # each sequence alone, trimmed to its length, with its carried states
+    for i, T_i in enumerate(batch.mask.sum(axis=1).astype(int)):
+        row, steps = slice(i, i + 1), slice(0, T_i)
+        sequences.append((row, steps, Batch(batch.u[row, steps], batch.x[row, steps], batch.mask[row, steps]),
+                          [None if s is None else s[row] for s in (d_0, z_0)]))
+    log_w = np.empty((K, B))
+    for start in range(0, K, group):
+        eps = rng.standard_normal((min(group, K - start), B, T, config.z_dim))
+        for i, (row, steps, one, states) in enumerate(sequences):
+            log_w[start:start + len(eps), i] = np.asarray(
+                engine.log_importance_weights(one, eps[:, row, steps], *states))[:, 0]
+    return logsumexp(log_w, axis=0) - np.log(K)
+
+
+def summarize(L, lengths):
+    """Both per-step metrics (docs/model.md §2) for per-sequence values L (N,) over lengths T (N,).
+
+    Standard errors over sequences: of a mean for mean_i L_i/T_i, and the ratio
+    estimator's (delta method) for ΣL_i/ΣT_i; None for a single sequence.
+    """
+    L, T = np.asarray(L, float), np.asarray(lengths, float)
+    N = len(L)
+    per_step = L / T
+    frame_weighted = L.sum() / T.sum()
+    se = lambda v: float(np.sqrt(np.sum(v**2) / (N * (N - 1)))) if N > 1 else None
+    return {
+        "sequence_averaged": float(per_step.mean()),
+        "sequence_averaged_se": se(per_step - per_step.mean()),
+        "frame_weighted": float(frame_weighted),
+        "frame_weighted_se": se(L - frame_weighted * T) / float(T.mean()) if N > 1 else None,
+    }
+
+
+def format_metrics(metrics):
+    """Printable lines: each bound, both metrics with their standard errors, nats per step."""
+    def fmt(value, se):
+        return f"{value:9.4f}" + (f" ± {se:.4f}" if se is not None else "")
+
+    lines = [f"{metrics['num_sequences']} sequences, {metrics['num_frames']} frames; nats per step "
+             f"(sequence-averaged = mean_i L_i/T_i, frame-weighted = ΣL_i/ΣT_i)"]
+    names = {"elbo": "ELBO", "iw": "IW bound", "teacher_iw": "teacher log-lik. (IW)"}
+    for key, name in names.items():
+        if key in metrics:
+            m = metrics[key]
+            label = f"{name}" + (f", K={m['K']}" if "K" in m else "")
+            lines.append(f"  {label:<30} sequence-averaged {fmt(m['sequence_averaged'], m['sequence_averaged_se'])}"
+                         f"   frame-weighted {fmt(m['frame_weighted'], m['frame_weighted_se'])}")
+    return "\n".join(lines)

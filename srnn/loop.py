@@ -1,0 +1,208 @@
+"""The training loop, shared by every implementation: what computes is an `Engine`
+(srnn.engine), and the loop owns everything else: data order, noise, schedules, files.
+
+Training follows the paper's code: Adam (lr 1e-3, eps 1e-4), total-norm gradient
+rescaling to 1 then element-wise clipping to ±10, the KL weight annealed linearly from
+0.2 to 1 over 20 epochs (updated every batch), and the learning rate kept for 21 epochs,
+then divided by 1.2 every epoch (ref/optim.py). Departures, each for a stated reason:
+- the loss is −ΣL_i / Σ T_i over the batch (the paper's code averages L_i / T_i over
+  the batch); for srnn2016's equal-length chunks the two are the same;
+- the best checkpoint is chosen by the validation ELBO (sequence-averaged);
+- every epoch's randomness (batch order, noise) comes from a generator seeded by
+  (seed, epoch), so a resumed run reproduces an uninterrupted one exactly.
+
+A run directory (srnn.rundir) receives config.json, metrics.jsonl, learning_curve.png,
+best.npz, last.npz (with the optimizer state, for `resume`) and, at the end,
+test_metrics.json. Files are replaced atomically, so after Ctrl-C or a crash the last
+completed epoch is intact.
+"""
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from ref import init_params
+from ref.errors import ConfigError, DataError
+from ref.optim import kl_weight, learning_rate
+
+from . import checkpoint
+from .data import load_dataset
+from .engine import EngineOptions, make_engine
+from .evaluation import evaluate, format_metrics
+from .rundir import read_history, write_history, write_json, write_run_config
+from .splits import as_streams
+
+RESUMABLE_CHANGES = ("epochs", "backend", "iw_samples")  # a resumed run may change these and still train the same
+
+
+def train(run_dir, config, train_config, data_dir=None, resume=False, engine=None):
+    """Train a model in `run_dir`, then evaluate its best checkpoint on the test split.
+
+    config: the model's Config; train_config: a TrainConfig; data_dir: where the data
+    files are (see srnn.data.resolve_data_dir). resume: continue the run in `run_dir`
+    from last.npz; `config` must be the run's and only RESUMABLE_CHANGES may differ.
+    engine: the Engine that computes (default: ref's, with the TrainConfig's dtype and
+    backend). A run may resume on another engine: checkpoints hold the same arrays
+    whichever wrote them.
+    Returns the test metrics (as written to test_metrics.json), None in worker processes.
+    """
+    run_dir, tc = Path(run_dir), train_config
+    engine = engine or make_engine("ref", config, tc.dtype, EngineOptions(backend=tc.backend))
+    dataset = load_dataset(tc.dataset, tc.variant, data_dir)
+    dataset = dataclasses.replace(dataset, train=train_split(dataset.train, tc))
+    _check_fits(config, tc, dataset)
+    run = _resumed_run(run_dir, config, tc, engine) if resume else _new_run(run_dir, config, tc, engine)
+    engine.load(run.params, run.adam)
+    best_valid, history = run.best_valid, run.history
+    main = engine.is_main
+    if main:
+        print(f"srnn: training {tc.dataset} ({dataset.variant}) in {run_dir}, epochs {run.first_epoch + 1}..{tc.epochs}")
+    last_path = run_dir / "last.npz"
+    try:
+        for epoch in range(run.first_epoch, tc.epochs):
+            seconds = time.perf_counter()
+            stats = _train_epoch(engine, tc, dataset.train, epoch)
+            if not main:
+                continue
+            record = {"epoch": epoch + 1, **stats, "valid": None}
+            params, adam = engine.state()
+            if (epoch + 1) % tc.valid_every == 0 or epoch + 1 == tc.epochs:
+                record["valid"] = evaluate(engine, dataset.valid, 0, tc.seed)["elbo"]
+                if record["valid"]["sequence_averaged"] > best_valid:
+                    best_valid = record["valid"]["sequence_averaged"]
+                    checkpoint.save(run_dir / "best.npz", params, config, tc, {"epoch": epoch + 1})
+            record["seconds"] = time.perf_counter() - seconds
+            history.append(record)
+            write_history(run_dir, history)
+            # last.npz goes last: when it holds epoch e, everything else of epoch e is written
+            checkpoint.save(last_path, params, config, tc,
+                            {"epoch": epoch + 1, "best_valid": best_valid, "adam": adam})
+            print(_epoch_line(record, tc.epochs))
+    except (KeyboardInterrupt, SystemError) as error:
+        # numba turns a Ctrl-C inside a compiled kernel into a SystemError raised from it
+        if not isinstance(error, KeyboardInterrupt) and not isinstance(error.__cause__, KeyboardInterrupt):
+            raise
+        done = checkpoint.load(last_path).state["epoch"] if last_path.exists() else 0
+        saved = f"epoch {done} is saved in {last_path}" if done else "no epoch had finished"
+        raise KeyboardInterrupt(
+            f"interrupted; {saved}; continue with: srnn train --run-dir {run_dir} --resume") from None
+    if not main:
+        return None
+    best = checkpoint.load(run_dir / "best.npz")
+    teacher = engine.for_model(*dataset.teacher) if dataset.teacher else None
+    metrics = evaluate(engine.for_model(config, best.params), dataset.test, tc.iw_samples, tc.seed, teacher)
+    metrics["epoch"] = best.state["epoch"]
+    write_json(run_dir / "test_metrics.json", metrics)
+    print(f"test split, best checkpoint (epoch {metrics['epoch']}):")
+    print(format_metrics(metrics))
+    return metrics
+
+
+def train_split(split, tc):
+    """The train split as `tc.train_layout` lays it out: as stored, or cut into tc.batch_size
+    streams (srnn.splits.as_streams). Validation keeps whole pieces: early stopping on the metric reported."""
+    return as_streams(split, streams=tc.batch_size) if tc.train_layout == "streams" else split
+
+
+def _check_fits(config, tc, dataset):
+    """Catch a model/data mismatch before any file is written."""
+    if config.x_dim != dataset.x_dim:
+        raise ConfigError(f"the model's x_dim is {config.x_dim} but {tc.dataset} has {dataset.x_dim} dimensions")
+    streams = dataset.train.streams
+    if streams and tc.batch_size != streams:
+        raise ConfigError(f"{tc.dataset} ({tc.variant}) is laid out as {streams} streams for truncated "
+                          f"backpropagation through time; use batch size {streams}, not {tc.batch_size}")
+
+
+class RunStart(NamedTuple):
+    """Where training starts: the parameters and Adam's state (None: fresh), the first epoch
+    to train (counted from 0), the best validation ELBO so far and the epoch records so far."""
+    params: dict
+    adam: dict | None
+    first_epoch: int
+    best_valid: float
+    history: list
+
+
+def _new_run(run_dir, config, tc, engine):
+    """A fresh run: config.json written (by the main process), parameters initialised."""
+    if (run_dir / "last.npz").exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume or choose another run directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if engine.is_main:
+        write_run_config(run_dir, config, tc, engine.describe())
+    params = {name: value.astype(tc.dtype) for name, value in init_params(config, tc.seed).items()}
+    return RunStart(params, None, 0, -math.inf, [])
+
+
+def _resumed_run(run_dir, config, tc, engine):
+    """The state of the run in run_dir at its last completed epoch, after checking that
+    (config, tc) are its settings up to RESUMABLE_CHANGES."""
+    last_path = run_dir / "last.npz"
+    if not last_path.exists():
+        raise DataError(f"nothing to resume: {last_path} does not exist")
+    last = checkpoint.load(last_path)
+    _check_same_run(last.config, last.train_config, config, tc)
+    if engine.is_main:
+        write_run_config(run_dir, config, tc, engine.describe())
+    done = last.state["epoch"]
+    history = [r for r in read_history(run_dir) if r["epoch"] <= done]
+    return RunStart(last.params, last.state["adam"], done, last.state["best_valid"], history)
+
+
+def changed_settings(run_config, run_tc, config, tc):
+    """Names of the model fields, and of the training fields outside RESUMABLE_CHANGES, in
+    which a run (run_config, run_tc) differs from (config, tc): two lists."""
+    model = [k for k, v in run_config.to_dict().items() if getattr(config, k) != v]
+    training = [k for k, v in run_tc.to_dict().items() if k not in RESUMABLE_CHANGES and getattr(tc, k) != v]
+    return model, training
+
+
+def _check_same_run(run_config, run_tc, config, tc):
+    model, training = changed_settings(run_config, run_tc, config, tc)
+    if model:
+        diff = [f"{k} ({getattr(run_config, k)} in the run, {getattr(config, k)} now)" for k in model]
+        raise ConfigError(f"cannot resume with a different model: {', '.join(diff)}")
+    diff = [f"{k} ({getattr(run_tc, k)} in the run, {getattr(tc, k)} now)" for k in training]
+    if diff:
+        raise ConfigError(f"cannot resume with different training settings (only {' and '.join(RESUMABLE_CHANGES)} "
+                          f"may change): {', '.join(diff)}")
+
+
+def _train_epoch(engine, tc, split, epoch):
+    """One pass of `engine` over the training split. Returns the epoch's stats:
+    "train_elbo", ΣL/ΣT of the training objective (with each batch's KL weight, so
+    the ELBO once annealing is over), the last batch's "kl_weight", and the epoch's "lr".
+    """
+    rng = np.random.default_rng([tc.seed, epoch])  # (seed, epoch): resuming replays the same draws
+    lr = learning_rate(epoch, tc.lr, tc.lr_decay_start, tc.lr_decay)
+    num_batches = -(-len(split) // tc.batch_size)
+    total_L = total_T = beta = 0.0
+    d_0 = z_0 = None
+    with tqdm(split.batches(tc.batch_size, rng), total=num_batches, desc=f"epoch {epoch + 1}/{tc.epochs}",
+              leave=False, disable=None if engine.is_main else True, file=sys.stderr) as bar:
+        for b, batch in enumerate(bar):
+            if not batch.carry:
+                d_0 = z_0 = None  # a new piece or a new epoch starts from zero states
+            beta = kl_weight(epoch, b, num_batches, tc.kl_start, tc.kl_anneal_epochs)
+            eps = rng.standard_normal((*batch.mask.shape, engine.config.z_dim))
+            sum_L, d_0, z_0 = engine.train_batch(batch, eps, beta, lr, d_0, z_0, adam_eps=tc.adam_eps,
+                                                 max_grad_norm=tc.max_grad_norm, clip_value=tc.clip_value)
+            total_L, total_T = total_L + sum_L, total_T + float(np.sum(batch.mask))
+            bar.set_postfix(elbo=f"{total_L / total_T:.4f}")
+    if not math.isfinite(total_L):
+        raise ConfigError(f"the training ELBO became {total_L} in epoch {epoch + 1}; try a smaller learning rate")
+    return {"train_elbo": total_L / total_T, "kl_weight": beta, "lr": lr}
+
+
+def _epoch_line(record, epochs):
+    valid = record["valid"]
+    valid_text = (f"valid {valid['sequence_averaged']:.4f} (seq-avg) {valid['frame_weighted']:.4f} (frame)"
+                  if valid else "valid -")
+    return (f"epoch {record['epoch']}/{epochs}  train {record['train_elbo']:.4f}/frame  {valid_text}  "
+            f"kl_weight {record['kl_weight']:.3f}  lr {record['lr']:.2e}  {record['seconds']:.1f}s")

@@ -1,0 +1,70 @@
+"""The files of a run directory, read and written atomically (srnn.checkpoint.atomic_write):
+
+    config.json         the model, the training settings, and the implementation that ran them
+    metrics.jsonl       one record per completed epoch
+    learning_curve.png  training and validation ELBO per epoch
+    test_metrics.json   at the end: the test split's metrics of best.npz
+
+(best.npz and last.npz are srnn.checkpoint files, written by srnn.loop.)
+"""
+import json
+from pathlib import Path
+
+from matplotlib.figure import Figure  # no pyplot: files only, any machine, the caller's backend untouched
+
+from ref.config import Config
+from ref.errors import ConfigError, DataError
+
+from . import checkpoint
+from .config import TrainConfig
+
+
+def write_run_config(run_dir, config, tc, implementation):
+    """config.json: the model, the training settings, and the implementation (Engine.describe())."""
+    write_json(Path(run_dir) / "config.json",
+               {"model": config.to_dict(), "train": tc.to_dict(), "implementation": implementation})
+
+
+def read_history(run_dir):
+    """The records of metrics.jsonl in `run_dir` ([] when there is none)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_run_config(run_dir):
+    """(Config, TrainConfig) from a run directory's config.json."""
+    path = Path(run_dir) / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+        return Config.from_dict(saved["model"]), TrainConfig.from_dict(saved["train"])
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist; is {run_dir} a run directory?") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as e:
+        raise DataError(f"{path} is not a valid run configuration ({e})") from None
+
+
+def write_json(path, obj):
+    checkpoint.atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
+def write_history(run_dir, history):
+    """metrics.jsonl and learning_curve.png of the epoch records so far."""
+    lines = "".join(json.dumps(record) + "\n" for record in history)
+    checkpoint.atomic_write(Path(run_dir) / "metrics.jsonl", lambda f: f.write(lines.encode()))
+    _plot_learning_curve(history, Path(run_dir) / "learning_curve.png")
+
+
+def _plot_learning_curve(history, path):
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.plot([r["epoch"] for r in history], [r["train_elbo"] for r in history], label="train (frame-weighted, with KL weight)")
+    valid = [r for r in history if r["valid"] is not None]
+    ax.plot([r["epoch"] for r in valid], [r["valid"]["sequence_averaged"] for r in valid], "o-",
+            label="valid ELBO (sequence-averaged)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per step")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
