@@ -3,7 +3,7 @@
     python benchmarks/bench_epoch.py [--dataset jsb] [--device cpu] [--out benchmarks/results/epoch_jsb_cpu.json]
 
 Measured in one run, on this machine: one pass of the project's trainer
-(`ref.train._train_epoch`: batches, noise, gradient, clipping, Adam) over the training
+(`srnn.loop._train_epoch`: batches, noise, gradient, clipping, Adam) over the training
 split of `--dataset`, in both data variants (on JSB, boulanger2012: 15 batches of whole pieces,
 padded to each batch's longest, or with `--train-layout streams` as `srnn reproduce` trains
 it, 9 batches of 16 streams × 100 steps; srnn2016: 17 batches of 16 streams × 100 steps), with
@@ -19,7 +19,6 @@ peak, measured in the same run (NumPy on the CPU, torch on a GPU).
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -32,9 +31,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import ref  # noqa: E402
 from bench_fast_path import gemm_peak, matmul_flops  # noqa: E402
-from ref import train  # noqa: E402
-from ref.config import TRAIN_LAYOUTS, TrainConfig  # noqa: E402
+from srnn import loop  # noqa: E402
+from srnn.config import TRAIN_LAYOUTS, TrainConfig  # noqa: E402
 from srnn.data import load_dataset  # noqa: E402
+from srnn.engine import EngineOptions, make_engine  # noqa: E402
+from srnn.provenance import command_line, commit, machine  # noqa: E402
 
 VARIANTS = ("boulanger2012", "srnn2016")
 DTYPES = ("float32", "float64")
@@ -42,10 +43,7 @@ IMPLS = ("ref", "torch")
 
 
 def engine_for(impl, config, dtype, device):
-    if impl == "ref":
-        return RefEngine(config, dtype, "numba")
-    from torch_impl.train import TorchEngine
-    return TorchEngine(config, dtype, device)
+    return make_engine(impl, config, dtype, EngineOptions(backend="numba", device=None if impl == "ref" else device))
 
 
 def time_one_epoch(impl, dataset_name, variant, dtype, device, data_dir, train_layout):
@@ -56,7 +54,8 @@ def time_one_epoch(impl, dataset_name, variant, dtype, device, data_dir, train_l
     engine = engine_for(impl, config, dtype, device)
     params = ref.init_params(config, tc.seed)
     batch = next(split.batches(tc.batch_size, np.random.default_rng(0)))
-    engine.load(params).train_batch(batch, np.zeros((*batch.mask.shape, config.z_dim)), 1.0, tc.lr, None, None, tc)
+    engine.load(params).train_batch(batch, np.zeros((*batch.mask.shape, config.z_dim)), 1.0, tc.lr, None, None,
+                                    adam_eps=tc.adam_eps, max_grad_norm=tc.max_grad_norm, clip_value=tc.clip_value)
     engine.load(params)  # the warm-up step is undone
     _synchronize(device)
     start = time.perf_counter()
@@ -131,13 +130,8 @@ def main(argv=None):
             print(f"{args.dataset} {variant:13} {dtype}: " + "   ".join(
                 f"{impl} {row[impl]['seconds']:7.1f} s/epoch ({row[impl]['batches']} batches, "
                 f"{row[impl]['fraction_of_float32_peak']:.2f} of the float32 peak)" for impl in args.impls))
-    import torch
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    report = dict(benchmark="epoch", commit=commit, command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-                  machine=dict(platform=platform.platform(), cpus=os.cpu_count(), python=platform.python_version(),
-                               numpy=np.__version__, torch=torch.__version__, device=args.device,
-                               device_name=(torch.cuda.get_device_name(args.device)
-                                            if args.device.startswith("cuda") else platform.processor() or "cpu")),
+    import torch  # noqa: F401  (loaded, so that the machine's record names torch's version and device)
+    report = dict(benchmark="epoch", commit=commit(), command=command_line(), machine=machine(args.device),
                   float32_gemm_peak_gflops=peak, model="paper (ref.Config())", results=results)
     layout = "_streams" if args.train_layout == "streams" else ""
     out = args.out or ROOT / "benchmarks" / "results" / f"epoch_{args.dataset}_{args.device.replace(':', '')}{layout}.json"

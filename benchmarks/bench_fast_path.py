@@ -17,7 +17,6 @@ Elementwise work is not counted, so the fraction of peak is a lower bound on the
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import ref  # noqa: E402
+from srnn.provenance import command_line, commit, machine  # noqa: E402
 
 SIZES = {
     "tutorial": dict(x_dim=88, d_dim=32, z_dim=8, a_dim=32, h_dim=64),
@@ -64,7 +64,7 @@ def matmul_flops(config, B, T):
         product(c.d_dim + e, 3 * c.a_dim), product(c.a_dim, 3 * c.a_dim)
     else:
         stack(c.d_dim + e, c.a_dim, c.mlp_layers)
-    a = ref.model.a_width(c)
+    a = ref.params.a_width(c)
     for n_v in (c.d_dim, c.d_dim, a, a):  # prior_mu, prior_logvar, post_mu, post_logvar
         product(stack(n_v + c.z_dim, c.h_dim, c.mlp_layers), c.z_dim)
     n = stack(c.d_dim + c.z_dim, c.h_dim, c.mlp_layers)  # emission: one head, or mu and logvar
@@ -149,10 +149,7 @@ def main(argv=None):
     for dtype, c in compile_time.items():
         print(f"numba compile, first call ({dtype}): {c['empty_cache']:.1f} s with an empty cache, "
               f"{c['cached']:.2f} s from the cache")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    report = dict(benchmark="fast_path", commit=commit, command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-                  machine=dict(platform=platform.platform(), processor=platform.processor(), cpus=os.cpu_count(),
-                               python=platform.python_version(), numpy=np.__version__),
+    report = dict(benchmark="fast_path", commit=commit(), command=command_line(), machine=machine(),
                   gemm_peak_gflops=peak, results=results, compile_seconds=compile_time)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -5,8 +5,8 @@
 Measured in one run, on this machine, with the paper's model (d 300, z 100, a 300, h 500;
 initial parameters, as the time does not depend on their values) in float64 as evaluation
 runs, on the first evaluation batch of `--dataset`'s srnn2016 test split as
-`ref.train.per_sequence_bounds` batches it (Piano: 12 pieces padded to 2,304 steps):
-- by sequence: `ref.train._iw_bound`, the evaluator's way: each sequence trimmed to its
+`srnn.evaluation.per_sequence_bounds` batches it (Piano: 12 pieces padded to 2,304 steps):
+- by sequence: `srnn.evaluation._iw_bound`, the evaluator's way: each sequence trimmed to its
   length, as many paths per call as EVAL_MEMORY holds, so d and a are computed once per call;
 - by padded batch: the whole padded batch in every call, the paths in groups that fit the
   same EVAL_MEMORY (one path per call on Piano), so d and a are computed for every group.
@@ -16,7 +16,6 @@ each, their ratio, the largest relative difference of the bounds.
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,8 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 import ref  # noqa: E402
-from ref import train  # noqa: E402
+from srnn import evaluation  # noqa: E402
 from srnn.data import load_dataset  # noqa: E402
+from srnn.engine import RefEngine  # noqa: E402
+from srnn.provenance import command_line, commit, machine  # noqa: E402
 
 
 def by_padded_batch(engine, batch, K, rng):
@@ -70,8 +71,7 @@ def main(argv=None):
                   speedup=seconds["by_padded_batch"] / seconds["by_sequence"],
                   max_relative_difference=float(np.max(np.abs(bounds["by_sequence"] - bounds["by_padded_batch"])
                                                        / np.abs(bounds["by_padded_batch"]))),
-                  hardware=dict(platform=platform.platform(), cpus=os.cpu_count(),
-                                threads=os.environ.get("OMP_NUM_THREADS")))
+                  commit=commit(), command=command_line(), hardware=machine())
     print(f"by sequence is {result['speedup']:.2f}x faster; bounds agree to {result['max_relative_difference']:.1e}")
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

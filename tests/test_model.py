@@ -160,6 +160,23 @@ def test_kl_weight_scales_only_the_kl_term():
     np.testing.assert_allclose(L_half, (L0 + L1) / 2, rtol=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("name", ["paper-options", "filtering-no-layers", "gaussian-deep"])
+def test_per_step_terms_are_the_terms_that_the_elbo_sums(name, backend):
+    """Eq. (6): L_i = Σ_t [log p(x_t | z_t, d_t) − β KL_t], zero on padded steps, KL_t ≥ 0, with carried states."""
+    config = CONFIGS[name]
+    params = perturbed_params(config, seed=17)
+    rng = np.random.default_rng(18)
+    u, x, mask, eps = random_batch(config, B, T, rng)
+    d_0, z_0 = rng.standard_normal((B, config.d_dim)), rng.standard_normal((B, config.z_dim))
+    log_px, kl = ref.per_step_terms(params, u, x, mask, eps, config, d_0, z_0, backend=backend)
+    assert log_px.shape == kl.shape == (B, T)
+    assert np.all(log_px[mask == 0] == 0) and np.all(kl[mask == 0] == 0)
+    assert np.all(kl[mask == 1] >= 0), kl.min()
+    L = ref.elbo_and_states(params, u, x, mask, eps, config, 0.3, d_0, z_0, backend=backend)[0]
+    np.testing.assert_allclose(np.sum(log_px - 0.3 * kl, axis=1), L, rtol=1e-12)
+
+
 def test_one_path_iw_weight_averages_to_the_elbo():
     """E_eps[log w] = ELBO: the single-path log weight is an unbiased estimate of L."""
     config = CONFIGS["paper-options"]

@@ -68,6 +68,14 @@ def test_a_run_resumes_on_the_other_implementation(tmp_path, stream_data):
     assert straight.state["adam"]["step"] == switched.state["adam"]["step"] == 6
 
 
+def test_torch_engine_meets_the_engine_protocol_and_is_made_by_the_registry():
+    from srnn.engine import Engine, EngineOptions, make_engine
+
+    engine = make_engine("torch", TINY, "float64", EngineOptions(device="cpu"))
+    assert isinstance(engine, TorchEngine) and isinstance(engine, Engine)
+    assert engine.describe()["impl"] == "torch" and engine.describe()["device"] == "cpu"
+
+
 def test_evaluation_and_sampling_agree_between_the_implementations(stream_data):
     params = {k: v + 0.1 for k, v in ref.init_params(TINY, 3).items()}
     engines = {"ref": RefEngine(TINY).load(params), "torch": TorchEngine(TINY, device="cpu").load(params)}

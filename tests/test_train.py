@@ -277,3 +277,14 @@ def test_numba_and_numpy_backends_train_the_same_model(tmp_path, stream_data):
         np.testing.assert_allclose(runs["numba"][k], runs["numpy"][k], rtol=1e-9, atol=1e-12, err_msg=k)
     # a run may resume on the other backend
     loop.train(tmp_path / "numba", TINY, TrainConfig(epochs=2, batch_size=4, iw_samples=1, backend="numpy"), resume=True)
+
+
+def test_engines_meet_the_engine_protocol_and_the_registry_names_them():
+    from srnn.engine import ENGINES, Engine, EngineOptions, make_engine
+
+    engine = make_engine("ref", TINY, "float64", EngineOptions(backend="numpy"))
+    assert isinstance(engine, RefEngine) and isinstance(engine, Engine)
+    assert engine.describe() == {"impl": "ref", "backend": "numpy", "dtype": "float64"}
+    assert set(ENGINES) == {"ref", "torch"}
+    with pytest.raises(ConfigError, match="unknown implementation 'jax'"):
+        make_engine("jax", TINY, "float64")

@@ -30,7 +30,7 @@ def test_tutorial_is_stored_without_outputs(path):
 def test_tutorial_checks_its_claims_on_the_real_code(path):
     source = "".join("".join(c["source"]) for c in cells(path, "code"))
     assert re.search(r"^\s*assert ", source, re.M), f"{path.name} asserts nothing"
-    assert re.search(r"^\s*(import|from) (ref|torch_impl)\b", source, re.M), f"{path.name} imports no project code"
+    assert re.search(r"^\s*(import|from) (ref|srnn|torch_impl)\b", source, re.M), f"{path.name} imports no project code"
     markdown = "".join("".join(c["source"]) for c in cells(path, "markdown"))
     assert "$" in markdown, f"{path.name} states no equation"
 
