@@ -1,4 +1,4 @@
-"""Log-densities and the KL divergence of SPEC.md, each summed over the last (feature) axis."""
+"""Log-densities and the KL divergence of the model contract (docs/model.md §4.5), each summed over the last (feature) axis."""
 import math
 
 import autograd.numpy as np

@@ -1,4 +1,5 @@
-"""Errors a user can act on. The CLI prints any `SRNNError` as one line, never a traceback."""
+"""Errors a user can act on (docs/model.md §2 lists what the model raises them for). The CLI
+prints any `SRNNError` as one line, never a traceback."""
 
 
 class SRNNError(Exception):

@@ -1,5 +1,7 @@
 """The fast path: the three recurrences of `model.py` as numba kernels with hand-derived gradients.
 
+They compute what docs/model.md §4.3–4.4 defines, to the agreement stated in its §5.
+
 Same signatures as their readable twins in `model.py`, selected by `backend="numba"`:
 
     deterministic_layer(params, e_u, d_0)                   d_t = GRU_d(d_{t−1}, e(u_t))      eq. (2)

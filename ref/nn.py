@@ -1,4 +1,4 @@
-"""Building blocks of SPEC.md: the nonlinearity, dense layers, MLPs, the variance head, the GRU.
+"""Building blocks of the model contract (docs/model.md §3): the nonlinearity, dense layers, MLPs, the variance head, the GRU.
 
 Each function reads its weights from the flat parameter dict by name prefix and acts on
 the last axis, so the same code runs one time step (B, F) or all steps at once (T, B, F).

@@ -2,7 +2,7 @@
 two schedules (KL annealing, learning-rate decay) of the paper's training code.
 
 Parameters, gradients and Adam's moments are all `dict[str, np.ndarray]` with the
-parameter names of SPEC.md, so an optimizer state can be checkpointed next to the
+parameter names of the model contract (docs/model.md §4.6), so an optimizer state can be checkpointed next to the
 parameters under the same names. Nothing here mutates its arguments. The updates use
 only arithmetic operators and array methods, so the same code steps torch tensors too
 (torch_impl's trainer), on whatever device they live.

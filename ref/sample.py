@@ -1,4 +1,4 @@
-"""Ancestral sampling from the generative model, eq. (1)–(2): music from a trained SRNN.
+"""Ancestral sampling from the generative model, eq. (1)–(2) of docs/model.md §4.3: music from a trained SRNN.
 
 The sampler, like the model, takes its randomness as arguments (`draw_sample_noise`
 draws them), so two implementations given the same draws produce the same pieces.

@@ -3,8 +3,9 @@
 The loops own all randomness (data order, noise), the schedules and the files; an engine
 holds one model's parameters and Adam's state and computes. `Engine` is the protocol every
 implementation meets: `RefEngine` here (ref, gradients by autograd) and
-`torch_impl.engine.TorchEngine` (PyTorch on a CPU, a GPU or several processes). Because the
-loops draw the noise, a seed gives the same run on either, and a run may resume on the other.
+`torch_impl.engine.TorchEngine` (PyTorch on a CPU, a GPU or several processes), both computing
+the model of docs/model.md. Because the loops draw the noise, a seed gives the same run on
+either, and a run may resume on the other.
 
 `ENGINES` names them for the command line (`--impl`); `make_engine` builds one.
 """

@@ -47,7 +47,7 @@ BOULANGER2012_EPOCH_SCALE = {"jsb": 2, "nottingham": 1, "piano": 1, "muse": 1}
 
 def _boulanger_training(dataset):
     """The paper's training on the standard splits: its layout (the pieces as truncated-BPTT
-    streams, ref.data.as_streams) and as many updates as its run on the same corpus, every
+    streams, srnn.splits.as_streams) and as many updates as its run on the same corpus, every
     epoch-counted part of the schedule stretched alike."""
     scale = BOULANGER2012_EPOCH_SCALE[dataset]
     return {**PAPER_TRAINING, "train_layout": "streams", "epochs": 50 * scale, "kl_anneal_epochs": 20 * scale,

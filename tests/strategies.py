@@ -1,4 +1,4 @@
-"""Shared test inputs: tiny configurations covering every SPEC.md option, and random batches."""
+"""Shared test inputs: tiny configurations covering every option of the model contract (docs/model.md §4.2), and random batches."""
 import numpy as np
 
 import ref
@@ -6,7 +6,7 @@ from srnn.splits import Dataset, Split
 
 TINY = dict(x_dim=5, d_dim=4, z_dim=3, a_dim=4, h_dim=6)
 
-# Every option of SPEC.md at least once, layer counts 0, 1 and 2, sizes down to 1.
+# Every option of the contract at least once, layer counts 0, 1 and 2, sizes down to 1.
 CONFIGS = {
     "paper-options": ref.Config(**TINY),
     "filtering": ref.Config(**TINY, inference="filtering"),

@@ -1,4 +1,4 @@
-"""ref.checkpoint: exact round trips, SPEC names readable without srnn, atomic writes,
+"""srnn.checkpoint: exact round trips, contract names readable without srnn, atomic writes,
 and a DataError for every kind of bad checkpoint."""
 import json
 import os

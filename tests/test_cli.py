@@ -1,5 +1,5 @@
 """The `srnn` command run as a user runs it (subprocesses, tiny sizes), its one-line errors,
-and the piano-roll outputs of ref.music."""
+and the piano-roll outputs of srnn.music."""
 import os
 import shutil
 import subprocess

@@ -1,4 +1,4 @@
-"""ref.data: counts against shared/data/README.md, the u/x shift, batch layouts, the
+"""srnn.data and srnn.splits: counts against shared/data/README.md, the u/x shift, batch layouts, the
 download path (loopback server, no internet) and the errors for bad files."""
 import functools
 import http.server

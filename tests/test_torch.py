@@ -23,12 +23,12 @@ EPS32 = np.finfo(np.float32).eps
 
 
 def module(config, params, dtype=torch.float64, device="cpu"):
-    """SRNN(config) in `dtype` on `device`, holding `params` (SPEC names)."""
+    """SRNN(config) in `dtype` on `device`, holding `params` (contract names)."""
     return SRNN(config).to(device=device, dtype=dtype).load_params(params)
 
 
 def tensors(model, *arrays):
-    """NumPy arrays as tensors of the model's dtype and device (SPEC.md's calling convention)."""
+    """NumPy arrays as tensors of the model's dtype and device (the contract's calling convention, docs/model.md §6)."""
     p = next(model.parameters())
     return tuple(torch.as_tensor(np.asarray(a)).to(dtype=p.dtype, device=p.device) for a in arrays)
 
@@ -38,13 +38,13 @@ def numpy_of(t):
 
 
 def spec_grads(model):
-    """Each parameter's .grad under its SPEC name (zeros where backward never reached it)."""
+    """Each parameter's .grad under its contract name (zeros where backward never reached it)."""
     return {contract_name(k): numpy_of(p.grad if p.grad is not None else torch.zeros_like(p))
             for k, p in model.named_parameters()}
 
 
 def torch_value_and_grad(model, batch, kl_weight=0.7):
-    """The per-sequence ELBO and the gradient of Σ L under SPEC names, as NumPy arrays."""
+    """The per-sequence ELBO and the gradient of Σ L under contract names, as NumPy arrays."""
     model.zero_grad(set_to_none=True)
     L = model.elbo(*tensors(model, *batch), kl_weight=kl_weight)
     L.sum().backward()
@@ -209,7 +209,7 @@ def test_torch_sampler_draws_the_pieces_ref_draws_from_the_same_noise(name, prim
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_torch_initialises_as_ref_init_params(name):
     """SRNN(config, seed) holds ref.init_params(config, seed), rounded to the module's dtype
-    (torch's default, float32) and nothing else; names and shapes are SPEC.md's."""
+    (torch's default, float32) and nothing else; names and shapes are the contract's (docs/model.md §4.6)."""
     config = CONFIGS[name]
     for seed in (0, 7):
         exported, expected = SRNN(config, seed).export_params(), ref.init_params(config, seed)

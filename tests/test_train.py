@@ -1,4 +1,4 @@
-"""ref.optim against hand-computed values, and ref.train's loop: exact resume, carried
+"""ref.optim against hand-computed values, and srnn's training loop: exact resume, carried
 states in the stream layout, determinism, the run directory, evaluation's metrics."""
 import json
 import math
