@@ -9,10 +9,12 @@ from typing import NamedTuple
 import autograd.numpy as np
 import numpy
 from autograd.scipy.special import logsumexp
+from autograd.tracer import getval
 
 from . import fast, model
-from .checks import (check_batch_shapes, check_finite, check_params, check_paths_shape, check_state_shape,
-                     raise_first_failure, value_checks)
+from .checks import (check_batch_shapes, check_finite, check_kl_weight, check_param_values, check_params,
+                     check_paths_shape, check_state_shape, raise_first_failure, value_checks)
+from .errors import ParamsError
 from .config import check_choice
 from .distributions import bernoulli_log_prob, gaussian_kl, gaussian_log_prob
 from .model import emission, feature_extractor
@@ -40,6 +42,7 @@ def elbo_and_states(params, u, x, mask, eps, config, kl_weight=1.0, d_0=None, z_
     next chunk's (d_0, z_0). d_0: (B, d_dim), z_0: (B, z_dim), zeros by default.
     Returns L: (B,), d_last: (B, d_dim), z_last: (B, z_dim).
     """
+    check_kl_weight(kl_weight)
     path = _sampled_path(params, u, x, mask, eps, config, d_0, z_0, backend)
     L = np.sum(path.mask * (path.log_px - kl_weight * path.kl), axis=0)  # (B,), eq. (6)
     return L, path.d_last, path.z_last
@@ -111,11 +114,16 @@ def iw_bound(params, u, x, mask, eps, config, d_0=None, z_0=None, backend="numpy
 
 
 def _plain_dict(params, config):
-    """The parameters, checked against `config`, as a plain dict: under autograd, one lookup per
-    name instead of one per use (each lookup in a traced dict costs a dict-sized zero gradient
-    on the way back)."""
+    """The parameters, checked against `config` (names, shapes, one floating dtype, finite values),
+    as a plain dict: under autograd, one lookup per name instead of one per use (each lookup in
+    a traced dict costs a dict-sized zero gradient on the way back)."""
     params = {name: params[name] for name in params.keys()}
-    check_params({name: numpy.shape(value) for name, value in params.items()}, config)
+    values = {name: numpy.asarray(getval(value)) for name, value in params.items()}
+    check_params({name: value.shape for name, value in values.items()}, config)
+    check_param_values(values, lambda v: numpy.issubdtype(v.dtype, numpy.floating))
+    dtypes = {value.dtype.name for value in values.values()}
+    if len(dtypes) > 1:
+        raise ParamsError(f"parameters must share one dtype, got {', '.join(sorted(dtypes))}")
     return params
 
 

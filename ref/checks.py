@@ -43,9 +43,17 @@ def check_state_shape(name, shape, expected):
 
 
 def check_paths_shape(eps):
-    """eps of the importance-weighted bound: (K, B, T, z_dim), one noise sequence per path."""
+    """eps of the importance-weighted bound: (K, B, T, z_dim), one noise sequence per path, K ≥ 1."""
     if len(eps) != 4:
         raise InputError(f"eps must have shape (K, B, T, z_dim) for the importance-weighted bound, got {eps}")
+    if eps[0] < 1:
+        raise InputError(f"the importance-weighted bound needs at least one path (K >= 1), got eps of shape {eps}")
+
+
+def check_kl_weight(kl_weight):
+    """β of the ELBO: a finite number ≥ 0 (1 for evaluation, annealed from below during training)."""
+    if isinstance(kl_weight, bool) or not (0 <= kl_weight < float("inf")):  # NaN fails the comparison
+        raise InputError(f"kl_weight must be a finite number >= 0, got {kl_weight!r}")
 
 
 def check_sample_shapes(eps_z, noise_x, u_1, config):
@@ -125,3 +133,14 @@ def check_params(shapes, config, source="parameters"):
     for name, shape in expected.items():
         if tuple(shapes[name]) != tuple(shape):
             raise ParamsError(f"{source}: {name} has shape {tuple(shapes[name])}, its Config needs {shape}")
+
+
+def check_param_values(params, is_floating, source="parameters"):
+    """Raise ParamsError unless every parameter is a floating-point array (`is_floating(v)`) of
+    finite values. NumPy arrays and torch tensors alike."""
+    def refuse(problem, names):
+        if names:
+            raise ParamsError(f"{source} {problem}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}")
+
+    refuse("are not floating-point arrays", [k for k, v in params.items() if not is_floating(v)])
+    refuse("hold NaN or inf values", [k for k, v in params.items() if not _finite(v)])

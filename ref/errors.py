@@ -20,3 +20,7 @@ class DataError(SRNNError):
 
 class ParamsError(DataError, InputError):
     """A parameter mapping (in memory or read from a checkpoint) does not fit its Config."""
+
+
+class DivergedError(SRNNError):
+    """Training produced a NaN or infinite ELBO."""

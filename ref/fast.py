@@ -50,6 +50,12 @@ def _one_thread_for_kernel_blas():
 _one_thread_for_kernel_blas()
 
 
+def kernels_loaded():
+    """Whether this process has compiled or loaded every kernel (the first call does, from
+    numba's on-disk cache beside this file when there is one: about 25 s without)."""
+    return all(k.signatures for k in (_gru_forward, _gru_backward, _stochastic_forward, _stochastic_backward))
+
+
 def _contiguous(*arrays):
     """C-ordered arrays, so each kernel compiles once per dtype (not once per memory layout)."""
     return tuple(numpy.ascontiguousarray(a) for a in arrays)

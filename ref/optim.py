@@ -9,7 +9,11 @@ only arithmetic operators and array methods, so the same code steps torch tensor
 
 The schedules count epochs from 0 and batches from 0 within an epoch.
 """
+import math
+
 import numpy as np
+
+from .errors import DivergedError
 
 
 def adam_init(params):
@@ -61,8 +65,11 @@ def clip_gradients(grads, max_norm=1.0, clip_value=10.0):
         (Lasagne's `total_norm_constraint`; direction kept)
     clip_value: then clip every element to [-clip_value, clip_value]
     Returns (clipped_grads, norm_before) — the norm is logged as in the paper's code.
+    Raises DivergedError when the norm is NaN or infinite: such a step is never taken.
     """
     norm = global_norm(grads)
+    if not math.isfinite(norm):
+        raise DivergedError(f"the gradients hold NaN or inf values (global norm {norm})")
     # max(norm, max_norm) keeps the scale at 1 below the threshold and avoids 0/0
     scale = max_norm / max(norm, max_norm)
     clipped = {name: (g * scale).clip(-clip_value, clip_value) for name, g in grads.items()}

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ref.checks import check_params
+from ref.checks import check_param_values, check_params
 from ref.config import Config
 from ref.errors import DataError, ParamsError
 
@@ -71,11 +71,15 @@ def save(path, params, config, train_config=None, state=None):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load(path):
-    """Read a checkpoint written by `save` and check its parameters against its Config.
+TRAINING_STATE = ("epoch", "best_valid", "adam")  # what last.npz holds to resume a run
+
+
+def load(path, training_state=False):
+    """Read a checkpoint written by `save` and check its parameters against its Config, and its
+    training state (what there is of it; with training_state, all of TRAINING_STATE).
 
     Returns Checkpoint(params, config, train_config, state). Raises DataError when the
-    file is missing or unreadable, or its parameter names/shapes do not fit its Config.
+    file is missing or unreadable, or its parameters or state do not fit its Config.
     """
     path = Path(path)
     if not path.is_file():
@@ -100,9 +104,32 @@ def load(path):
     params = {k: v for k, v in arrays.items() if not k.startswith(STATE_PREFIX)}
     try:
         check_params({name: value.shape for name, value in params.items()}, config, source=str(path))
+        check_param_values(params, lambda v: np.issubdtype(v.dtype, np.floating), source=str(path))
     except ParamsError as e:
         raise ParamsError(f"checkpoint {e}") from None
+    _check_state(state, config, path, TRAINING_STATE if training_state else ())
     return Checkpoint(params, config, train_config, state)
+
+
+def _check_state(state, config, path, required):
+    """The training state's epoch, best validation score and Adam state, where present, are what
+    the loop wrote: an epoch count, a number, and moments of the parameters' shapes."""
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise DataError(f"checkpoint {path} lacks the training state {', '.join(missing)} (not a last.npz?)")
+    if "epoch" in state and not (isinstance(state["epoch"], int) and state["epoch"] >= 0):
+        raise DataError(f"checkpoint {path}: epoch must be a whole number >= 0, got {state['epoch']!r}")
+    if "best_valid" in state and not isinstance(state["best_valid"], float):
+        raise DataError(f"checkpoint {path}: best_valid must be a number, got {state['best_valid']!r}")
+    if "adam" in state:
+        adam = state["adam"] if isinstance(state["adam"], dict) else {}
+        if not (isinstance(adam.get("step"), int) and adam["step"] >= 0):
+            raise DataError(f"checkpoint {path}: adam step must be a whole number >= 0, got {adam.get('step')!r}")
+        for moment in ("m", "v"):
+            values = adam.get(moment) if isinstance(adam.get(moment), dict) else {}
+            source = f"checkpoint {path}: Adam's {moment}"
+            check_params({name: np.shape(value) for name, value in values.items()}, config, source)
+            check_param_values(values, lambda v: np.issubdtype(np.asarray(v).dtype, np.floating), source)
 
 
 def _flatten(tree, prefix):

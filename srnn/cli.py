@@ -12,6 +12,7 @@ Ctrl-C ends with one line and status 130.
 """
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -21,13 +22,13 @@ from ref.errors import ConfigError, DataError, SRNNError
 
 from . import checkpoint
 from .config import DTYPES, TRAIN_LAYOUTS, TrainConfig
-from .data import DATASETS, VARIANTS, load_dataset
+from .data import DATA_DIR_ENV, DATASETS, VARIANTS, load_dataset
 from .engine import ENGINES, EngineOptions, make_engine
 from .evaluation import evaluate, format_metrics
-from .loop import train
+from .loop import caused_by_ctrl_c, train
 from .music import generate, piano_roll_png, write_midi
 from .reproduce import describe_runs, reproduce
-from .rundir import read_run_config
+from .rundir import read_run_config, recorded_data_dir
 
 MODEL_HELP = {
     "d_dim": "units of the deterministic GRU state d_t",
@@ -83,8 +84,10 @@ def main(argv=None):
         message = " ".join(str(e).split())  # one line, whatever the message holds
         print(f"srnn: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:
-        print(f"srnn: {str(e) or 'interrupted'}", file=sys.stderr)
+    except BaseException as e:
+        if not caused_by_ctrl_c(e):
+            raise
+        print(f"srnn: {(str(e) if isinstance(e, KeyboardInterrupt) else '') or 'interrupted'}", file=sys.stderr)
         return 130
 
 
@@ -182,20 +185,36 @@ def _train(args):
     train_flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                    if getattr(args, f.name) is not None}
     tc = TrainConfig(**train_flags)
-    run_dir = args.run_dir or _default_run_dir(tc, args.preset)
+    run_dir = args.run_dir or _default_run_dir(tc, args.preset, args.resume)
+    data_dir = args.data_dir
     if args.resume:
         # the run's saved settings, with the flags given here; train() refuses any change but epochs
         config, saved_tc = read_run_config(run_dir)
         config = dataclasses.replace(config, **model_flags)
         tc = dataclasses.replace(saved_tc, **train_flags)
+        data_dir = _data_dir(args.data_dir, run_dir)
     else:
         config = preset(args.preset, **model_flags)
-    train(run_dir, config, tc, args.data_dir, args.resume, _engine(args, config, tc.dtype, tc.backend))
+    train(run_dir, config, tc, data_dir, args.resume, _engine(args, config, tc.dtype, tc.backend))
 
 
-def _default_run_dir(tc, preset_name):
+def _default_run_dir(tc, preset_name, resume):
+    """runs/<dataset>-<variant>-<preset>, numbered -2, -3, ... when it already holds a run, so that
+    the same command can be run twice; with --resume, the newest of them."""
     data = tc.dataset if tc.dataset == "synthetic" else f"{tc.dataset}-{tc.variant}"
-    return Path("runs") / f"{data}-{preset_name}"
+    base = Path("runs") / f"{data}-{preset_name}"
+    candidates = [base] + [base.with_name(f"{base.name}-{i}") for i in range(2, 1000)]
+    taken = [d for d in candidates if (d / "config.json").exists()]
+    if resume:
+        return taken[-1] if taken else base
+    return next(d for d in candidates if not (d / "config.json").exists())
+
+
+def _data_dir(data_dir, run_dir):
+    """--data-dir, else $SRNN_DATA_DIR, else the directory the run recorded, else the cache."""
+    if data_dir is not None or os.environ.get(DATA_DIR_ENV) or run_dir is None:
+        return data_dir
+    return recorded_data_dir(run_dir)
 
 
 def _evaluate(args):
@@ -203,7 +222,8 @@ def _evaluate(args):
     if args.iw_samples is not None and args.iw_samples < 1:
         raise ConfigError(f"--iw-samples must be at least 1, got {args.iw_samples}")
     K = args.iw_samples or tc.iw_samples
-    dataset = load_dataset(tc.dataset, tc.variant, args.data_dir)
+    run_dir = args.run_dir or (args.checkpoint.parent if (args.checkpoint.parent / "config.json").exists() else None)
+    dataset = load_dataset(tc.dataset, tc.variant, _data_dir(args.data_dir, run_dir))
     engine = _engine(args, config, tc.dtype, args.backend).load(params)
     teacher = engine.for_model(*dataset.teacher) if dataset.teacher else None
     metrics = evaluate(engine, getattr(dataset, args.split), K, args.seed, teacher)

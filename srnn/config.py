@@ -1,6 +1,7 @@
 """Training settings: how a model is trained and evaluated (`TrainConfig`), beside the model's
 own `ref.Config`. Both are saved in every run directory and checkpoint.
 """
+import math
 from dataclasses import dataclass
 
 from ref.bounds import BACKENDS
@@ -8,6 +9,7 @@ from ref.config import DictFields, check_choice, check_int, is_real
 from ref.errors import ConfigError
 
 from .data import DATASETS, VARIANTS
+from .synthetic import VARIANT as SYNTHETIC_VARIANT
 
 DTYPES = ("float64", "float32")
 TRAIN_LAYOUTS = ("as_stored", "streams")  # the train split as its files hold it, or srnn.splits.as_streams of it
@@ -21,7 +23,7 @@ class TrainConfig(DictFields):
     """
 
     dataset: str = "synthetic"      # "synthetic" or one of srnn.data.DATASETS
-    variant: str = "boulanger2012"  # one of srnn.data.VARIANTS (ignored by "synthetic")
+    variant: str = "boulanger2012"  # one of srnn.data.VARIANTS ("teacher" for "synthetic", whatever is given)
     train_layout: str = "as_stored"  # or "streams": whole train pieces as truncated-BPTT streams
     epochs: int = 50
     batch_size: int = 16            # srnn2016 needs 16: its streams are laid out for it
@@ -41,14 +43,19 @@ class TrainConfig(DictFields):
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, ("synthetic", *DATASETS))
-        check_choice("variant", self.variant, VARIANTS)
+        check_choice("variant", self.variant, VARIANTS + (SYNTHETIC_VARIANT,) if self.dataset == "synthetic" else VARIANTS)
+        if self.dataset == "synthetic":  # no preprocessing variant: the data come from the teacher
+            object.__setattr__(self, "variant", SYNTHETIC_VARIANT)
         for name in ("epochs", "batch_size", "valid_every", "iw_samples"):
             check_int(name, getattr(self, name), minimum=1)
         for name in ("kl_anneal_epochs", "lr_decay_start", "seed"):
             check_int(name, getattr(self, name), minimum=0)
         for name in ("lr", "adam_eps", "max_grad_norm", "clip_value"):
-            if not is_real(getattr(self, name)) or not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not is_real(value) or not 0 < value < math.inf:
+                raise ConfigError(f"{name} must be a positive number (and finite), got {value!r}")
+        if self.lr > 1:
+            raise ConfigError(f"lr must be at most 1 (Adam moves each parameter by about lr per step), got {self.lr!r}")
         if not is_real(self.kl_start) or not 0 <= self.kl_start <= 1:
             raise ConfigError(f"kl_start must be in [0, 1], got {self.kl_start!r}")
         if not is_real(self.lr_decay) or not self.lr_decay >= 1:

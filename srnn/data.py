@@ -98,8 +98,17 @@ def data_file(name: str, variant: str) -> str:
     return f"srnn2016/{name}_raw_batchsize16_seqlen100.npz"
 
 
+def dataset_dir(name: str, data_dir: str | os.PathLike | None = None) -> str | None:
+    """The absolute data directory a dataset is read from (None for the synthetic data, which has no files)."""
+    return None if name == "synthetic" else str(resolve_data_dir(data_dir).resolve())
+
+
 def fetch(relpath: str, data_dir: str | os.PathLike | None = None) -> Path:
-    """Local path of a data file, downloaded first if missing, always sha256-checked."""
+    """Local path of a data file, downloaded first if missing, always sha256-checked.
+
+    A download that fails leaves no folder behind that it created (a mistyped ``data_dir``
+    stays uncreated).
+    """
     path = resolve_data_dir(data_dir) / relpath
     if not path.exists():
         _download(relpath, path)
@@ -117,11 +126,15 @@ def _download(relpath: str, path: Path) -> None:
     logger = pooch.get_logger()
     level = logger.level
     logger.setLevel("WARNING")  # we already said what is downloaded and where
+    created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]  # innermost first
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         pooch.retrieve(url, known_hash=f"sha256:{SHA256[relpath]}", fname=path.name,
                        path=path.parent, progressbar=False)
     except Exception as err:  # no network, HTTP error, unwritable directory, bad checksum
+        for folder in created:  # what this download created, if it stayed empty
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         if isinstance(err, ValueError) and "hash" in str(err):  # pooch deleted the bad file
             raise DataError(f"downloaded {relpath} from {url}, but its sha256 checksum does "
                             f"not match the published one. {local_copy_hint}") from None

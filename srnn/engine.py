@@ -9,6 +9,7 @@ either, and a run may resume on the other.
 
 `ENGINES` names them for the command line (`--impl`); `make_engine` builds one.
 """
+import sys
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,7 +18,7 @@ import numpy as np
 from autograd.differential_operators import grad_and_aux
 from autograd.tracer import getval
 
-from ref import Config, elbo_and_states, log_importance_weights, sample
+from ref import Config, elbo_and_states, fast, log_importance_weights, sample
 from ref.config import check_choice
 from ref.errors import ConfigError
 from ref.optim import adam_init, adam_update, clip_gradients
@@ -86,6 +87,9 @@ class RefEngine:
     def __init__(self, config, dtype="float64", backend="numba"):
         self.config, self.dtype, self.backend = config, dtype, backend
         self.params = self.adam = None
+        if backend == "numba" and not fast.kernels_loaded():
+            print("srnn: loading the numba kernels (the first run after an install compiles them: "
+                  "about 25 s)", file=sys.stderr)
 
     def describe(self):
         return {"impl": "ref", "backend": self.backend, "dtype": self.dtype}

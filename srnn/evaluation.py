@@ -5,8 +5,11 @@ Memory stays bounded whatever the split: batches of at most EVAL_BATCH_SIZE sequ
 the IW bound's paths run one sequence at a time in groups sized by EVAL_MEMORY. The noise
 comes from a generator seeded by the caller, so repeated evaluations are comparable.
 """
+import sys
+
 import numpy as np
 from scipy.special import logsumexp
+from tqdm import tqdm
 
 from .splits import Batch
 
@@ -53,7 +56,11 @@ def per_sequence_bounds(engine, split, iw_samples, seed):
     batch_size = split.streams or _eval_batch_size(config, split.x.shape[1])
     elbos, bounds = [], []
     d_0 = z_0 = None
-    for batch in split.batches(batch_size):
+    batches = split.batches(batch_size)
+    if iw_samples:  # minutes on long pieces: show where it is (on a terminal only)
+        batches = tqdm(batches, total=-(-len(split) // batch_size), desc=f"IW bound, K={iw_samples}",
+                       leave=False, disable=None, file=sys.stderr)
+    for batch in batches:
         if not batch.carry:
             d_0 = z_0 = None
         eps = rng.standard_normal((*batch.mask.shape, config.z_dim))

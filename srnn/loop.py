@@ -16,6 +16,7 @@ best.npz, last.npz (with the optimizer state, for `resume`) and, at the end,
 test_metrics.json. Files are replaced atomically, so after Ctrl-C or a crash the last
 completed epoch is intact.
 """
+import contextlib
 import dataclasses
 import math
 import sys
@@ -27,14 +28,14 @@ import numpy as np
 from tqdm import tqdm
 
 from ref import init_params
-from ref.errors import ConfigError, DataError
+from ref.errors import ConfigError, DataError, DivergedError
 from ref.optim import kl_weight, learning_rate
 
 from . import checkpoint
-from .data import load_dataset
+from .data import dataset_dir, load_dataset
 from .engine import EngineOptions, make_engine
 from .evaluation import evaluate, format_metrics
-from .rundir import read_history, write_history, write_json, write_run_config
+from .rundir import exclusive, read_history, remove_stray_temporaries, write_history, write_json, write_run_config
 from .splits import as_streams
 
 RESUMABLE_CHANGES = ("epochs", "backend", "iw_samples")  # a resumed run may change these and still train the same
@@ -56,7 +57,19 @@ def train(run_dir, config, train_config, data_dir=None, resume=False, engine=Non
     dataset = load_dataset(tc.dataset, tc.variant, data_dir)
     dataset = dataclasses.replace(dataset, train=train_split(dataset.train, tc))
     _check_fits(config, tc, dataset)
-    run = _resumed_run(run_dir, config, tc, engine) if resume else _new_run(run_dir, config, tc, engine)
+    if resume and not (run_dir / "last.npz").exists():  # before the lock: a mistyped directory is not created
+        raise DataError(f"nothing to resume: {run_dir / 'last.npz'} does not exist")
+    # one training per run directory: rank 0 holds the lock for every process of a data-parallel run
+    with exclusive(run_dir) if engine.is_main else contextlib.nullcontext():
+        remove_stray_temporaries(run_dir)
+        run = _resumed_run(run_dir, config, tc, engine) if resume else _new_run(run_dir, config, tc, engine)
+        if engine.is_main:
+            write_run_config(run_dir, config, tc, engine.describe(), dataset_dir(tc.dataset, data_dir))
+        return _train_and_test(run_dir, config, tc, dataset, run, engine)
+
+
+def _train_and_test(run_dir, config, tc, dataset, run, engine):
+    """Epochs run.first_epoch + 1 .. tc.epochs, then the test metrics of the best checkpoint."""
     engine.load(run.params, run.adam)
     best_valid, history = run.best_valid, run.history
     main = engine.is_main
@@ -83,9 +96,8 @@ def train(run_dir, config, train_config, data_dir=None, resume=False, engine=Non
             checkpoint.save(last_path, params, config, tc,
                             {"epoch": epoch + 1, "best_valid": best_valid, "adam": adam})
             print(_epoch_line(record, tc.epochs))
-    except (KeyboardInterrupt, SystemError) as error:
-        # numba turns a Ctrl-C inside a compiled kernel into a SystemError raised from it
-        if not isinstance(error, KeyboardInterrupt) and not isinstance(error.__cause__, KeyboardInterrupt):
+    except BaseException as error:
+        if not caused_by_ctrl_c(error):
             raise
         done = checkpoint.load(last_path).state["epoch"] if last_path.exists() else 0
         saved = f"epoch {done} is saved in {last_path}" if done else "no epoch had finished"
@@ -129,13 +141,23 @@ class RunStart(NamedTuple):
     history: list
 
 
+def caused_by_ctrl_c(error):
+    """Whether `error` is a KeyboardInterrupt or was raised while handling one, at any depth:
+    numba wraps a Ctrl-C inside a compiled kernel in a SystemError, twice when kernels nest."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def _new_run(run_dir, config, tc, engine):
-    """A fresh run: config.json written (by the main process), parameters initialised."""
+    """A fresh run: parameters initialised (the run directory exists and is ours)."""
     if (run_dir / "last.npz").exists():
         raise ConfigError(f"{run_dir} already holds a run; continue it with --resume or choose another run directory")
     run_dir.mkdir(parents=True, exist_ok=True)
-    if engine.is_main:
-        write_run_config(run_dir, config, tc, engine.describe())
     params = {name: value.astype(tc.dtype) for name, value in init_params(config, tc.seed).items()}
     return RunStart(params, None, 0, -math.inf, [])
 
@@ -146,11 +168,12 @@ def _resumed_run(run_dir, config, tc, engine):
     last_path = run_dir / "last.npz"
     if not last_path.exists():
         raise DataError(f"nothing to resume: {last_path} does not exist")
-    last = checkpoint.load(last_path)
+    last = checkpoint.load(last_path, training_state=True)
     _check_same_run(last.config, last.train_config, config, tc)
-    if engine.is_main:
-        write_run_config(run_dir, config, tc, engine.describe())
     done = last.state["epoch"]
+    if tc.epochs < done:
+        raise ConfigError(f"the run in {run_dir} has completed {done} epochs; --epochs gives the new total, "
+                          f"so it must be at least {done}, not {tc.epochs}")
     history = [r for r in read_history(run_dir) if r["epoch"] <= done]
     return RunStart(last.params, last.state["adam"], done, last.state["best_valid"], history)
 
@@ -191,12 +214,18 @@ def _train_epoch(engine, tc, split, epoch):
                 d_0 = z_0 = None  # a new piece or a new epoch starts from zero states
             beta = kl_weight(epoch, b, num_batches, tc.kl_start, tc.kl_anneal_epochs)
             eps = rng.standard_normal((*batch.mask.shape, engine.config.z_dim))
-            sum_L, d_0, z_0 = engine.train_batch(batch, eps, beta, lr, d_0, z_0, adam_eps=tc.adam_eps,
-                                                 max_grad_norm=tc.max_grad_norm, clip_value=tc.clip_value)
+            try:
+                sum_L, d_0, z_0 = engine.train_batch(batch, eps, beta, lr, d_0, z_0, adam_eps=tc.adam_eps,
+                                                     max_grad_norm=tc.max_grad_norm, clip_value=tc.clip_value)
+                if not math.isfinite(sum_L):
+                    raise DivergedError(f"the batch's ELBO is {sum_L}")
+            except DivergedError as e:
+                raise DivergedError(
+                    f"training diverged in epoch {epoch + 1}, batch {b + 1} (learning rate {lr:.3g}, KL weight "
+                    f"{beta:.3g}): {e}; the last completed epoch is saved. Lower --lr, or train in --dtype float64 "
+                    f"if float32 overflowed") from None
             total_L, total_T = total_L + sum_L, total_T + float(np.sum(batch.mask))
             bar.set_postfix(elbo=f"{total_L / total_T:.4f}")
-    if not math.isfinite(total_L):
-        raise ConfigError(f"the training ELBO became {total_L} in epoch {epoch + 1}; try a smaller learning rate")
     return {"train_elbo": total_L / total_T, "kl_weight": beta, "lr": lr}
 
 

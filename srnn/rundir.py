@@ -1,13 +1,17 @@
 """The files of a run directory, read and written atomically (srnn.checkpoint.atomic_write):
 
-    config.json         the model, the training settings, and the implementation that ran them
+    config.json         the model, the training settings, the implementation that ran them,
+                        and the data directory the run read
     metrics.jsonl       one record per completed epoch
     learning_curve.png  training and validation ELBO per epoch
     test_metrics.json   at the end: the test split's metrics of best.npz
 
 (best.npz and last.npz are srnn.checkpoint files, written by srnn.loop.)
 """
+import contextlib
+import fcntl
 import json
+import os
 from pathlib import Path
 
 from matplotlib.figure import Figure  # no pyplot: files only, any machine, the caller's backend untouched
@@ -19,10 +23,48 @@ from . import checkpoint
 from .config import TrainConfig
 
 
-def write_run_config(run_dir, config, tc, implementation):
-    """config.json: the model, the training settings, and the implementation (Engine.describe())."""
-    write_json(Path(run_dir) / "config.json",
-               {"model": config.to_dict(), "train": tc.to_dict(), "implementation": implementation})
+def write_run_config(run_dir, config, tc, implementation, data_dir=None):
+    """config.json: the model, the training settings, the implementation (Engine.describe()) and
+    the data directory (None for the synthetic data), so that evaluating or resuming the run
+    finds its data without being told again."""
+    write_json(Path(run_dir) / "config.json", {"model": config.to_dict(), "train": tc.to_dict(),
+                                               "implementation": implementation, "data_dir": data_dir})
+
+
+def recorded_data_dir(run_dir):
+    """The data directory a run recorded in its config.json, when it still exists; else None."""
+    try:
+        data_dir = json.loads((Path(run_dir) / "config.json").read_text()).get("data_dir")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return data_dir if data_dir and Path(data_dir).is_dir() else None
+
+
+@contextlib.contextmanager
+def exclusive(run_dir):
+    """Hold the run directory for one training: a second one started on it refuses at once.
+
+    The lock is an flock on the directory itself, which the system releases when its process
+    ends, however it ends (kill -9 included): no lock file, and no stale lock, is left behind.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{run_dir} is in use by another training; wait for it to end or choose "
+                              f"another run directory") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_stray_temporaries(run_dir):
+    """Delete the temporary files of atomic writes that a killed process left (call with the lock held)."""
+    for tmp in Path(run_dir).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def read_history(run_dir):

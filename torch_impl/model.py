@@ -22,12 +22,13 @@ Public tensors are batch-first as the contract fixes (docs/model.md §2); the lo
 """
 import math
 
+import numpy
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ref.checks import (check_batch_shapes, check_finite, check_params, check_paths_shape, check_sample_shapes,
-                        check_state_shape, raise_first_failure, value_checks)
+from ref.checks import (check_batch_shapes, check_finite, check_kl_weight, check_param_values, check_params,
+                        check_paths_shape, check_sample_shapes, check_state_shape, raise_first_failure, value_checks)
 from ref.config import Config
 from ref.params import Z_MLPS, a_width, init_params
 
@@ -113,6 +114,7 @@ class SRNN(nn.Module):
         """Copy parameters (NumPy arrays or tensors under the contract's names) into the module,
         in its own dtype and device; names and shapes must be exactly this config's."""
         check_params({k: tuple(v.shape) for k, v in mapping.items()}, self.config)
+        check_param_values(mapping, _is_floating)
         own = dict(self.named_parameters())
         with torch.no_grad():
             for name, value in mapping.items():
@@ -246,6 +248,7 @@ class SRNN(nn.Module):
     def elbo_and_states(self, u, x, mask, eps, kl_weight=1.0, d_0=None, z_0=None):
         """The ELBO from initial states (d_0, z_0) (zeros by default), and the states at each
         T_i, the next chunk's (d_0, z_0) in truncated BPTT. Returns L (B,), d_last, z_last."""
+        check_kl_weight(kl_weight)
         u, x, mask, eps, d_0, z_0, lengths = self._inputs(u, x, mask, eps, d_0, z_0)
         d, a = self._deterministic_and_inference_states(u, x, lengths, d_0)
         z, mu_p, logvar_p, mu_q, logvar_q = self.stochastic_layer(d, a, eps, z_0)
@@ -353,6 +356,11 @@ class SRNN(nn.Module):
         v = self._tensor(v)
         check_state_shape(name, tuple(v.shape), shape)
         return v
+
+
+def _is_floating(v):
+    """A floating-point tensor or NumPy array (what load_params accepts as a parameter value)."""
+    return v.is_floating_point() if torch.is_tensor(v) else numpy.issubdtype(numpy.asarray(v).dtype, numpy.floating)
 
 
 def contract_name(key):
