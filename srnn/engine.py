@@ -9,7 +9,6 @@ either, and a run may resume on the other.
 
 `ENGINES` names them for the command line (`--impl`); `make_engine` builds one.
 """
-import sys
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -87,9 +86,12 @@ class RefEngine:
     def __init__(self, config, dtype="float64", backend="numba"):
         self.config, self.dtype, self.backend = config, dtype, backend
         self.params = self.adam = None
-        if backend == "numba" and not fast.kernels_loaded():
-            print("srnn: loading the numba kernels (the first run after an install compiles them: "
-                  "about 25 s)", file=sys.stderr)
+
+    def _announce_kernels(self):
+        """Say so before the kernels' first call in this process, which may compile them."""
+        if self.backend == "numba" and not fast.kernels_loaded():
+            print("srnn: loading the numba kernels (the first run after an install compiles them: about 25 s)",
+                  flush=True)
 
     def describe(self):
         return {"impl": "ref", "backend": self.backend, "dtype": self.dtype}
@@ -106,6 +108,7 @@ class RefEngine:
         return self.params, self.adam
 
     def train_batch(self, batch, eps, kl_weight, lr, d_0, z_0, *, adam_eps, max_grad_norm, clip_value):
+        self._announce_kernels()
         grads, (L, d_last, z_last) = _loss_grad_and_aux(self.params, batch.u, batch.x, batch.mask, eps, kl_weight,
                                                          d_0, z_0, self.config, self.backend)
         grads, _ = clip_gradients(grads, max_grad_norm, clip_value)
@@ -114,10 +117,12 @@ class RefEngine:
         return float(np.sum(getval(L))), getval(d_last), getval(z_last)
 
     def elbo_and_states(self, batch, eps, d_0, z_0):
+        self._announce_kernels()
         return elbo_and_states(self.params, batch.u, batch.x, batch.mask, eps, self.config, 1.0, d_0, z_0,
                                self.backend)
 
     def log_importance_weights(self, batch, eps, d_0, z_0):
+        self._announce_kernels()
         return log_importance_weights(self.params, batch.u, batch.x, batch.mask, eps, self.config, d_0, z_0,
                                       self.backend)
 
