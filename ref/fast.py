@@ -281,7 +281,7 @@ def _stochastic_backward(g_z, g_out, z, out, acts, raw, W_z, W_h, W_o, eps, z_0,
     g_z: (T, B, Z) and g_out: (4, T, B, Z), the cotangents of z and of (mu_p, logvar_p,
     mu_q, logvar_q). Going backwards, dz is the total cotangent of z_t: g_z[t] plus what
     the four MLPs of step t+1 send back through W_z. Returns the cotangents of
-    pre, W_z, W_h, b_h, W_o, b_o and z_0.
+    pre, W_z, W_h, b_h, W_o, b_o, z_0 and eps.
     """
     _, T, B, Z = g_out.shape
     n1 = W_z.shape[1]
@@ -290,6 +290,7 @@ def _stochastic_backward(g_z, g_out, z, out, acts, raw, W_z, W_h, W_o, eps, z_0,
     d_acts = numpy.empty((4, L, T, B, h_dim), z.dtype)  # and of each hidden pre-activation
     d_pre = numpy.empty((4, T, B, n1), z.dtype)
     dz = numpy.zeros((B, Z), z.dtype)
+    d_eps = numpy.empty((T, B, Z), z.dtype)
     W_z_all = W_z.reshape(4 * n1, Z)
     g_all = numpy.empty((B, 4 * n1), z.dtype)
     for t in range(T - 1, -1, -1):
@@ -299,6 +300,7 @@ def _stochastic_backward(g_z, g_out, z, out, acts, raw, W_z, W_h, W_o, eps, z_0,
                 # z = mu_q + exp(logvar_q / 2) eps:  ∂/∂mu_q = 1,  ∂/∂logvar_q = exp(logvar_q / 2) eps / 2
                 d_mu_q = g_out[2, t, b, j] + g
                 d_lv_q = g_out[3, t, b, j] + g * 0.5 * math.exp(0.5 * out[3, t, b, j]) * eps[t, b, j]
+                d_eps[t, b, j] = g * math.exp(0.5 * out[3, t, b, j])  # ∂z/∂eps = exp(logvar_q / 2)
                 # Resq: mu_q = mu_p + post_mu(·), so mu_p also receives d_mu_q
                 d_mu_p = g_out[0, t, b, j] + (d_mu_q if residual else 0.0)
                 # head: ∂ log(exp(raw) + floor) / ∂raw = exp(raw) / (exp(raw) + floor) = exp(raw − logvar)
@@ -343,7 +345,7 @@ def _stochastic_backward(g_z, g_out, z, out, acts, raw, W_z, W_h, W_o, eps, z_0,
             else:
                 d_W_o[m] = g_next.T @ h_k
                 d_b_o[m] = g_next.sum(axis=0)
-    return d_pre, d_W_z, d_W_h, d_b_h, d_W_o, d_b_o, dz
+    return d_pre, d_W_z, d_W_h, d_b_h, d_W_o, d_b_o, d_eps, dz
 
 
 @primitive
@@ -360,7 +362,7 @@ def _stochastic_scan_vjp(argnums, ans, args, kwargs):
         g_out = numpy.stack(g[1:5])
         grads = _stochastic_backward(*_contiguous(g[0], g_out, z, out, acts, raw, W_z, W_h, W_o, eps, z_0),
                                      L, residual, clip)
-        by_arg = dict(zip((0, 1, 2, 3, 4, 5, 7), grads))  # eps (6) is noise, not a parameter
+        by_arg = dict(zip((0, 1, 2, 3, 4, 5, 6, 7), grads))
         return tuple(by_arg[i] for i in argnums)
     return vjp
 

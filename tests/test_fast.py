@@ -248,8 +248,6 @@ def test_numba_stochastic_layer_vjp_of_each_output_matches_loop(mlp_layers, resi
     assert_vjps_match(layer(ref.fast), layer(ref.model), inputs, STOCHASTIC_OUTPUTS, k, rng)
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError,
-                   reason="fast._stochastic_scan_vjp gives no cotangent for eps (argnum 6); training never needs one")
 def test_numba_stochastic_layer_vjp_in_eps_matches_loop():
     config = CONFIGS["paper-options"]
     rng = np.random.default_rng(8)
