@@ -120,7 +120,7 @@ def _plain_dict(params, config):
     params = {name: params[name] for name in params.keys()}
     values = {name: numpy.asarray(getval(value)) for name, value in params.items()}
     check_params({name: value.shape for name, value in values.items()}, config)
-    check_param_values(values, lambda v: numpy.issubdtype(v.dtype, numpy.floating))
+    check_param_values(values)
     dtypes = {value.dtype.name for value in values.values()}
     if len(dtypes) > 1:
         raise ParamsError(f"parameters must share one dtype, got {', '.join(sorted(dtypes))}")

@@ -5,6 +5,8 @@ message names the argument; settings are checked where they are defined (`config
 and `.all()`, which NumPy arrays and torch tensors share, so `ref` and `torch_impl` raise the
 same messages; torch_impl gathers all of them in one transfer from its device.
 """
+import numpy
+
 from .errors import InputError, ParamsError
 from .params import param_shapes
 
@@ -135,12 +137,18 @@ def check_params(shapes, config, source="parameters"):
             raise ParamsError(f"{source}: {name} has shape {tuple(shapes[name])}, its Config needs {shape}")
 
 
-def check_param_values(params, is_floating, source="parameters"):
-    """Raise ParamsError unless every parameter is a floating-point array (`is_floating(v)`) of
-    finite values. NumPy arrays and torch tensors alike."""
+def _is_floating(v):
+    """A floating-point array: a torch tensor says so itself, anything else is asked through NumPy."""
+    is_floating_point = getattr(v, "is_floating_point", None)
+    return is_floating_point() if callable(is_floating_point) else numpy.issubdtype(numpy.asarray(v).dtype, numpy.floating)
+
+
+def check_param_values(params, source="parameters"):
+    """Raise ParamsError unless every parameter is a floating-point array of finite values.
+    NumPy arrays and torch tensors alike."""
     def refuse(problem, names):
         if names:
             raise ParamsError(f"{source} {problem}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}")
 
-    refuse("are not floating-point arrays", [k for k, v in params.items() if not is_floating(v)])
+    refuse("are not floating-point arrays", [k for k, v in params.items() if not _is_floating(v)])
     refuse("hold NaN or inf values", [k for k, v in params.items() if not _finite(v)])

@@ -104,7 +104,7 @@ def load(path, training_state=False):
     params = {k: v for k, v in arrays.items() if not k.startswith(STATE_PREFIX)}
     try:
         check_params({name: value.shape for name, value in params.items()}, config, source=str(path))
-        check_param_values(params, lambda v: np.issubdtype(v.dtype, np.floating), source=str(path))
+        check_param_values(params, source=str(path))
     except ParamsError as e:
         raise ParamsError(f"checkpoint {e}") from None
     _check_state(state, config, path, TRAINING_STATE if training_state else ())
@@ -129,7 +129,7 @@ def _check_state(state, config, path, required):
             values = adam.get(moment) if isinstance(adam.get(moment), dict) else {}
             source = f"checkpoint {path}: Adam's {moment}"
             check_params({name: np.shape(value) for name, value in values.items()}, config, source)
-            check_param_values(values, lambda v: np.issubdtype(np.asarray(v).dtype, np.floating), source)
+            check_param_values(values, source)
 
 
 def _flatten(tree, prefix):

@@ -22,7 +22,6 @@ Public tensors are batch-first as the contract fixes (docs/model.md §2); the lo
 """
 import math
 
-import numpy
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -114,7 +113,7 @@ class SRNN(nn.Module):
         """Copy parameters (NumPy arrays or tensors under the contract's names) into the module,
         in its own dtype and device; names and shapes must be exactly this config's."""
         check_params({k: tuple(v.shape) for k, v in mapping.items()}, self.config)
-        check_param_values(mapping, _is_floating)
+        check_param_values(mapping)
         own = dict(self.named_parameters())
         with torch.no_grad():
             for name, value in mapping.items():
@@ -356,11 +355,6 @@ class SRNN(nn.Module):
         v = self._tensor(v)
         check_state_shape(name, tuple(v.shape), shape)
         return v
-
-
-def _is_floating(v):
-    """A floating-point tensor or NumPy array (what load_params accepts as a parameter value)."""
-    return v.is_floating_point() if torch.is_tensor(v) else numpy.issubdtype(numpy.asarray(v).dtype, numpy.floating)
 
 
 def contract_name(key):
