@@ -117,9 +117,9 @@ def _plain_dict(params, config):
     """The parameters, checked against `config` (names, shapes, one floating dtype, finite values),
     as a plain dict: under autograd, one lookup per name instead of one per use (each lookup in
     a traced dict costs a dict-sized zero gradient on the way back)."""
+    check_params(params, config)
     params = {name: params[name] for name in params.keys()}
     values = {name: numpy.asarray(getval(value)) for name, value in params.items()}
-    check_params({name: value.shape for name, value in values.items()}, config)
     check_param_values(values)
     dtypes = {value.dtype.name for value in values.values()}
     if len(dtypes) > 1:

@@ -7,7 +7,8 @@ same messages; torch_impl gathers all of them in one transfer from its device.
 """
 import numpy
 
-from .errors import InputError, ParamsError
+from .config import Config
+from .errors import ConfigError, InputError, ParamsError
 from .params import param_shapes
 
 MASK_NOT_BINARY = "mask must hold only 0 and 1"
@@ -73,7 +74,8 @@ def check_sample_shapes(eps_z, noise_x, u_1, config):
 # ---------------------------------------------------------------------------------------
 
 def _finite(v):
-    return (v - v == 0).all()  # v − v is NaN exactly where v is NaN or ±inf
+    with numpy.errstate(invalid="ignore"):  # inf − inf is the NaN looked for, not a warning
+        return (v - v == 0).all()  # v − v is NaN exactly where v is NaN or ±inf
 
 
 def mask_checks(mask):
@@ -123,9 +125,18 @@ def check_finite(name, v):
 # Parameters
 # ---------------------------------------------------------------------------------------
 
-def check_params(shapes, config, source="parameters"):
-    """Raise ParamsError unless `shapes` (name -> shape) has exactly the names and shapes of
-    `config`'s model (docs/model.md §4.6)."""
+def check_config(config):
+    if not isinstance(config, Config):
+        raise ConfigError(f"config must be a ref.Config, got {type(config).__name__}")
+
+
+def check_params(params, config, source="parameters"):
+    """Raise ParamsError unless `params` is a mapping with exactly the names and shapes of
+    `config`'s model (docs/model.md §4.6), and ConfigError unless `config` is a Config."""
+    check_config(config)
+    if not callable(getattr(params, "items", None)):
+        raise ParamsError(f"{source} must be a mapping of contract names to arrays, got {type(params).__name__}")
+    shapes = {name: numpy.shape(value) for name, value in params.items()}
     expected = param_shapes(config)
     missing = sorted(set(expected) - set(shapes))
     extra = sorted(set(shapes) - set(expected))

@@ -21,6 +21,8 @@ are summed over all steps by one matrix product after the loop, not one per step
 """
 import math
 import os
+import signal
+import threading
 
 import autograd.numpy as np
 import numpy
@@ -54,6 +56,24 @@ def kernels_loaded():
     """Whether this process has compiled or loaded every kernel (the first call does, from
     numba's on-disk cache beside this file when there is one: about 25 s without)."""
     return all(k.signatures for k in (_gru_forward, _gru_backward, _stochastic_forward, _stochastic_backward))
+
+
+def _call(kernel, *args):
+    """kernel(*args), with a Ctrl-C held until it returns, then raised. A Ctrl-C while numba
+    loads or compiles the kernel lands in llvmlite's ctypes callbacks, which print it and
+    swallow it (the run goes on); a compiled kernel cannot be interrupted anyway."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return kernel(*args)  # only the main thread sets handlers; a handler of the caller's stays
+    held = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        result = kernel(*args)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
+    return result
 
 
 def _contiguous(*arrays):
@@ -176,7 +196,7 @@ def _gru_backward(g_h, h, gates, W_hh, h_0, keep, reverse):
 
 @primitive
 def _gru_scan(proj, W_hh, b_hh, h_0, keep, reverse):
-    return _gru_forward(*_contiguous(proj, W_hh, b_hh, h_0, keep), reverse)
+    return _call(_gru_forward, *_contiguous(proj, W_hh, b_hh, h_0, keep), reverse)
 
 
 def _gru_scan_vjp(argnums, ans, args, kwargs):
@@ -184,7 +204,7 @@ def _gru_scan_vjp(argnums, ans, args, kwargs):
     _, W_hh, _, h_0, keep, reverse = args
 
     def vjp(g):
-        grads = _gru_backward(*_contiguous(g[0], h, gates, W_hh, h_0, keep), reverse)
+        grads = _call(_gru_backward, *_contiguous(g[0], h, gates, W_hh, h_0, keep), reverse)
         return tuple(grads[i] for i in argnums)  # (proj, W_hh, b_hh, h_0); keep is a mask
     return vjp
 
@@ -350,7 +370,8 @@ def _stochastic_backward(g_z, g_out, z, out, acts, raw, W_z, W_h, W_o, eps, z_0,
 
 @primitive
 def _stochastic_scan(pre, W_z, W_h, b_h, W_o, b_o, eps, z_0, L, residual, var_floor, clip):
-    return _stochastic_forward(*_contiguous(pre, W_z, W_h, b_h, W_o, b_o, eps, z_0), L, residual, var_floor, clip)
+    return _call(_stochastic_forward, *_contiguous(pre, W_z, W_h, b_h, W_o, b_o, eps, z_0), L, residual, var_floor,
+                 clip)
 
 
 def _stochastic_scan_vjp(argnums, ans, args, kwargs):
@@ -360,8 +381,8 @@ def _stochastic_scan_vjp(argnums, ans, args, kwargs):
 
     def vjp(g):
         g_out = numpy.stack(g[1:5])
-        grads = _stochastic_backward(*_contiguous(g[0], g_out, z, out, acts, raw, W_z, W_h, W_o, eps, z_0),
-                                     L, residual, clip)
+        grads = _call(_stochastic_backward, *_contiguous(g[0], g_out, z, out, acts, raw, W_z, W_h, W_o, eps, z_0),
+                      L, residual, clip)
         by_arg = dict(zip((0, 1, 2, 3, 4, 5, 6, 7), grads))
         return tuple(by_arg[i] for i in argnums)
     return vjp

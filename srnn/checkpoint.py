@@ -103,7 +103,7 @@ def load(path, training_state=False):
     state = _unflatten({k: v for k, v in arrays.items() if k.startswith(STATE_PREFIX)}, STATE_PREFIX)
     params = {k: v for k, v in arrays.items() if not k.startswith(STATE_PREFIX)}
     try:
-        check_params({name: value.shape for name, value in params.items()}, config, source=str(path))
+        check_params(params, config, source=str(path))
         check_param_values(params, source=str(path))
     except ParamsError as e:
         raise ParamsError(f"checkpoint {e}") from None
@@ -128,7 +128,7 @@ def _check_state(state, config, path, required):
         for moment in ("m", "v"):
             values = adam.get(moment) if isinstance(adam.get(moment), dict) else {}
             source = f"checkpoint {path}: Adam's {moment}"
-            check_params({name: np.shape(value) for name, value in values.items()}, config, source)
+            check_params(values, config, source)
             check_param_values(values, source)
 
 

@@ -1,5 +1,5 @@
 """srnn.data and srnn.splits: counts against shared/data/README.md, the u/x shift, batch layouts, the
-download path (loopback server, no internet) and the errors for bad files."""
+download path (loopback server, no internet). Bad files: the census, tests/test_bad_inputs.py."""
 import functools
 import http.server
 import os
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -211,13 +210,6 @@ def test_bad_batch_size_is_a_config_error(bad):
 
 # -------------------------------------------------------- names and directories
 
-def test_unknown_dataset_or_variant_lists_the_choices(tmp_path):
-    with pytest.raises(ConfigError, match="nottingham"):
-        data.load_dataset("bach", data_dir=tmp_path)
-    with pytest.raises(ConfigError, match="srnn2016"):
-        data.load_dataset("jsb", "srnn2015", data_dir=tmp_path)
-
-
 def test_synthetic_dataset_is_seeded_masked_piano_rolls_with_its_teacher():
     from srnn.synthetic import LENGTHS, SPLIT_SIZES, TEACHER_CONFIG
 
@@ -287,41 +279,7 @@ def test_corrupted_download_is_a_checksum_error_naming_the_file(server, tmp_path
     assert not (tmp_path / "cache" / JSB_MAT).exists()
 
 
-def test_unreachable_source_says_how_to_use_a_local_copy(monkeypatch, tmp_path):
-    monkeypatch.setitem(data.URLS, JSB_MAT, "http://127.0.0.1:1/JSB_Chorales.mat")
-    with pytest.raises(DataError) as err:
-        data.load_dataset("jsb", data_dir=tmp_path)
-    assert "JSB_Chorales.mat" in str(err.value)
-    assert "SRNN_DATA_DIR" in str(err.value) and "--data-dir" in str(err.value)
-
-
-# ------------------------------------------------------------------ bad files
-
-def test_present_file_with_wrong_checksum_is_an_error_naming_it(tmp_path):
-    path = tmp_path / JSB_MAT
-    path.parent.mkdir()
-    path.write_bytes(b"damaged")
-    with pytest.raises(DataError, match="JSB_Chorales.mat.*checksum"):
-        data.load_dataset("jsb", data_dir=tmp_path)
-
-
-def write_mat(path, pieces):
-    cell = np.empty((1, len(pieces)), dtype=object)
-    cell[0, :] = pieces
-    scipy.io.savemat(path, {"traindata": cell, "validdata": cell, "testdata": cell})
-    return path
-
-
-@pytest.mark.parametrize("piece", [
-    np.zeros((4, 87), np.uint8),  # wrong width
-    np.zeros((4, 88, 1), np.uint8),  # wrong rank
-    np.full((4, 88), 2, np.uint8),  # not binary
-])
-def test_mat_with_a_bad_piece_is_an_error_naming_the_file(tmp_path, piece):
-    path = write_mat(tmp_path / "Bad.mat", [np.zeros((3, 88), np.uint8), piece])
-    with pytest.raises(DataError, match="Bad.mat"):
-        data.read_boulanger2012(path)
-
+# ------------------------------------------------------------------ srnn2016 padding
 
 def small_srnn2016_arrays():
     rng = np.random.default_rng(0)
@@ -341,17 +299,3 @@ def test_srnn2016_nan_padding_of_u_test_becomes_zero(tmp_path):
     train, valid, test = data.read_srnn2016(tmp_path / "ok.npz")
     assert train.streams == 16 and list(test.lengths) == [3, 5]
     assert np.isfinite(test.u).all() and not test.u[0, 3:].any()
-
-
-@pytest.mark.parametrize("corrupt", [
-    lambda a: a["u_test"].__setitem__((0, 1, 5), np.nan),  # NaN at a valid position
-    lambda a: a["x_train"].__setitem__((3, 4, 5), 0.5),  # not binary
-    lambda a: a["mask_test"].__setitem__((1, 2), 0),  # mask not a prefix
-    lambda a: a.update(x_valid=a["x_valid"][:15], u_valid=a["u_valid"][:15]),  # not 16 streams
-])
-def test_bad_srnn2016_file_is_an_error_naming_it(tmp_path, corrupt):
-    arrays = small_srnn2016_arrays()
-    corrupt(arrays)
-    np.savez(tmp_path / "bad.npz", **arrays)
-    with pytest.raises(DataError, match="bad.npz"):
-        data.read_srnn2016(tmp_path / "bad.npz")

@@ -1,9 +1,8 @@
 """torch_impl.SRNN computes what ref computes: the ELBO and every gradient, carried states,
 the IW bound, sampling, checkpoints both ways, in float64 to round-off and in float32 as
-accurately as ref; padding changes nothing; bad input fails as ref fails. On a CUDA GPU
-(when there is one): the same in float64 and float32, and a bf16 autocast ELBO close to float32."""
-import re
-
+accurately as ref; padding changes nothing. On a CUDA GPU (when there is one): the same in
+float64 and float32, and a bf16 autocast ELBO close to float32. Bad input fails as ref fails:
+tests/test_bad_inputs.py."""
 import autograd
 import numpy as np
 import pytest
@@ -275,90 +274,6 @@ def test_torch_padded_steps_change_nothing(name):
     eps_iw = rng.standard_normal((3, *eps.shape))
     log_w = lambda *b: numpy_of(model.log_importance_weights(*tensors(model, *b)))
     np.testing.assert_array_equal(log_w(junk(u), junk(x), mask, np.where(pad, 1e3, eps_iw)), log_w(u, x, mask, eps_iw))
-
-
-BAD_INPUTS = {  # (u, x, mask, eps) -> bad arguments, the message (ref's, word for word)
-    "x-shape": (lambda u, x, m, e: (u, x[..., :-1], m, e), "x must have shape (B, T, x_dim=5)"),
-    "u-shape": (lambda u, x, m, e: (u[:, :-1], x, m, e), "u must have the shape of x"),
-    "eps-shape": (lambda u, x, m, e: (u, x, m, e[..., :-1]), "eps must have shape (B, T, z_dim)"),
-    "mask-shape": (lambda u, x, m, e: (u, x, m[:, :-1], e), "mask must have shape (3, 5)"),
-    "x-not-binary": (lambda u, x, m, e: (u, x * 0.5, m, e), "binary piano roll"),
-    "u-nan-padded": (lambda u, x, m, e: (np.where(m[..., None] == 0, np.nan, u), x, m, e), "u holds NaN"),
-    "eps-inf": (lambda u, x, m, e: (u, x, m, np.where(m[..., None] == 1, np.inf, e)), "eps holds NaN or inf"),
-    "mask-hole": (lambda u, x, m, e: (u, x, np.where(np.arange(m.shape[1]) == 1, 0.0, m), e), "left-aligned"),
-    "mask-empty-row": (lambda u, x, m, e: (u, x, np.where(np.arange(len(m))[:, None] == 1, 0.0, m), e),
-                       "at least one valid step"),
-    "mask-not-0-1": (lambda u, x, m, e: (u, x, m * 0.5, e), "mask must hold only 0 and 1"),
-    "no-steps": (lambda u, x, m, e: (u[:, :0], x[:, :0], m[:, :0], e[:, :0]), "at least one valid step"),  # T = 0
-}
-
-
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_inputs_raise_the_input_error_ref_raises(case):
-    change, message = BAD_INPUTS[case]
-    config = CONFIGS["paper-options"]
-    params = perturbed_params(config, seed=14)
-    u, x, mask, eps = random_batch(config, 3, 5, np.random.default_rng(15))
-    mask[0, 3:] = 0
-    bad = change(u, x, mask, eps)
-    with pytest.raises(ref.InputError, match=re.escape(message)):
-        ref.elbo(params, *bad, config)
-    model = module(config, params)
-    with pytest.raises(ref.InputError, match=re.escape(message)):
-        model.elbo(*tensors(model, *bad))
-
-
-def path_1(e):
-    """(K, 1, 1): True on path k = 1 of the K paths of eps."""
-    return np.arange(len(e))[:, None, None] == 1
-
-
-BAD_IW_INPUTS = {  # (u, x, mask, eps (K, B, T, z_dim), d_0, z_0) -> bad arguments, the message
-    "eps-3d": (lambda u, x, m, e, d, z: (u, x, m, e[0], d, z), "eps must have shape (K, B, T, z_dim)"),
-    "eps-z_dim": (lambda u, x, m, e, d, z: (u, x, m, e[..., :-1], d, z), "eps must have shape (B, T, z_dim)"),
-    "eps-nan-in-path-1": (lambda u, x, m, e, d, z: (u, x, m, np.where(path_1(e)[..., None], np.nan, e), d, z),
-                          "eps holds NaN"),
-    "eps-inf-padded-in-path-1": (lambda u, x, m, e, d, z: (
-        u, x, m, np.where((path_1(e) & (m == 0))[..., None], np.inf, e), d, z), "eps holds NaN"),
-    "d_0-shape": (lambda u, x, m, e, d, z: (u, x, m, e, d[:, :-1], z), "d_0 must have shape"),
-    "z_0-nan": (lambda u, x, m, e, d, z: (u, x, m, e, d, z * np.nan), "z_0 holds NaN"),
-}
-
-
-@pytest.mark.parametrize("case", list(BAD_IW_INPUTS))
-def test_bad_iw_inputs_and_states_raise_the_input_error_ref_raises(case):
-    """ref checks every path's noise, padded steps included; so must torch."""
-    change, message = BAD_IW_INPUTS[case]
-    config = CONFIGS["paper-options"]
-    params = perturbed_params(config, seed=16)
-    rng = np.random.default_rng(17)
-    u, x, mask, _ = random_batch(config, 3, 5, rng)
-    mask[0, 3:] = 0
-    args = change(u, x, mask, rng.standard_normal((2, 3, 5, config.z_dim)),
-                  np.zeros((3, config.d_dim)), np.zeros((3, config.z_dim)))
-    with pytest.raises(ref.InputError, match=re.escape(message)):
-        ref.iw_bound(params, *args[:4], config, *args[4:])
-    model = module(config, params)
-    with pytest.raises(ref.InputError, match=re.escape(message)):
-        model.iw_bound(*tensors(model, *args))
-
-
-@pytest.mark.parametrize("change, message", [
-    (lambda p: p.pop("emit.out.b"), r"missing \['emit.out.b'\]"),
-    (lambda p: p.update({"extra.W": np.zeros(2)}), r"unexpected \['extra.W'\]"),
-    (lambda p: p.update({"gru_d.W_hh": np.zeros((3, 3))}), "gru_d.W_hh has shape"),
-    (lambda p: p.update({"prior_mu.0.W": p["prior_mu.0.W"].T}), "prior_mu.0.W has shape"),
-], ids=["missing", "extra", "wrong-shape", "transposed"])
-def test_load_params_that_do_not_fit_the_config_raise_data_error(change, message):
-    config = CONFIGS["paper-options"]
-    params = ref.init_params(config, 0)
-    change(params)
-    model = SRNN(config, seed=1)
-    before = model.export_params()
-    with pytest.raises(ref.DataError, match=message):
-        model.load_params(params)
-    after = model.export_params()
-    assert all(np.array_equal(after[k], v) for k, v in before.items())  # checked before any copy
 
 
 # ---------------------------------------------------------------------------------------

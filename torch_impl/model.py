@@ -22,12 +22,14 @@ Public tensors are batch-first as the contract fixes (docs/model.md §2); the lo
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ref.checks import (check_batch_shapes, check_finite, check_kl_weight, check_param_values, check_params,
-                        check_paths_shape, check_sample_shapes, check_state_shape, raise_first_failure, value_checks)
+from ref.checks import (check_batch_shapes, check_config, check_finite, check_kl_weight, check_param_values,
+                        check_params, check_paths_shape, check_sample_shapes, check_state_shape, raise_first_failure,
+                        value_checks)
 from ref.config import Config
 from ref.params import Z_MLPS, a_width, init_params
 
@@ -82,6 +84,7 @@ class SRNN(nn.Module):
     """
 
     def __init__(self, config: Config, seed: int = 0):
+        check_config(config)
         super().__init__()
         c = self.config = config
         self.embed = nn.ModuleDict(_dense_stack(c.x_dim, c.h_dim, c.embed_layers)[0])
@@ -112,7 +115,8 @@ class SRNN(nn.Module):
     def load_params(self, mapping) -> "SRNN":
         """Copy parameters (NumPy arrays or tensors under the contract's names) into the module,
         in its own dtype and device; names and shapes must be exactly this config's."""
-        check_params({k: tuple(v.shape) for k, v in mapping.items()}, self.config)
+        check_params(mapping, self.config)
+        mapping = {name: value if torch.is_tensor(value) else np.asarray(value) for name, value in mapping.items()}
         check_param_values(mapping)
         own = dict(self.named_parameters())
         with torch.no_grad():
