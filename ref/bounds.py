@@ -1,4 +1,5 @@
-"""The ELBO (eq. 4, 6, 7) and the importance-weighted bound of docs/model.md §4.5, batch-first API.
+"""The ELBO (eq. 4, 6, 7) and the importance-weighted bound of docs/model.md §4.5, batch-first API,
+for every model (config.model: the SRNN, the VRNN of §8, the RNN of §7).
 
 These are the functions the rest of the project calls; they check their inputs (`checks.py`),
 turn the batch-first arrays (B, T, ...) into the time-major (T, B, ...) of `model.py`, run the
@@ -11,7 +12,7 @@ import numpy
 from autograd.scipy.special import logsumexp
 from autograd.tracer import getval
 
-from . import fast, model
+from . import fast, model, rnn, vrnn
 from .checks import (check_batch_shapes, check_finite, check_kl_weight, check_param_values, check_params,
                      check_paths_shape, check_state_shape, raise_first_failure, value_checks)
 from .errors import ParamsError
@@ -69,14 +70,24 @@ class _Path(NamedTuple):
 
 
 def _sampled_path(params, u, x, mask, eps, config, d_0, z_0, backend):
-    """d (eq. 2), a (eq. 5), one path z_{1:T} from q (eq. 5, 7) and the per-step terms of eq. (6)."""
+    """d (eq. 2), a (eq. 5), one path z_{1:T} from q (eq. 5, 7) and the per-step terms of eq. (6);
+    for the VRNN h, z and its terms (§8.4), for the RNN d and log p(x_t | d_t) with KL_t = 0 (§7.3)."""
     layers, params = _backend(backend), _plain_dict(params, config)
     u, x, mask, eps, d_0, z_0 = _time_major_inputs(params, u, x, mask, eps, config, d_0, z_0)
+    last = (numpy.sum(mask, axis=0).astype(int) - 1, numpy.arange(mask.shape[1]))
+    if config.model == "rnn":
+        d = rnn.deterministic_states(layers, params, u, d_0, config)
+        log_px = _log_prob(x, rnn.emission(params, d, config), config)
+        return _Path(log_px, np.zeros_like(log_px), mask, d[last], z_0)  # no z: z_0 passes through
+    if config.model == "vrnn":
+        h, z, phi_z, mu_p, logvar_p, mu_q, logvar_q = vrnn.sampled_path(
+            params, feature_extractor(params, u, config), feature_extractor(params, x, config), eps, d_0, z_0, config)
+        log_px = _log_prob(x, vrnn.emission(params, h, phi_z, config), config)
+        return _Path(log_px, gaussian_kl(mu_q, logvar_q, mu_p, logvar_p), mask, h[last], z[last])
     d, a = _deterministic_and_inference_states(layers, params, u, x, mask, d_0, config)
     z, mu_p, logvar_p, mu_q, logvar_q = layers.stochastic_layer(params, d, a, eps, z_0, config)
     log_px = emission_log_prob(params, x, d, z, config)                     # (T, B)
     kl = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)                         # (T, B)
-    last = (numpy.sum(mask, axis=0).astype(int) - 1, numpy.arange(mask.shape[1]))
     return _Path(log_px, kl, mask, d[last], z[last])
 
 
@@ -84,7 +95,9 @@ def log_importance_weights(params, u, x, mask, eps, config, d_0=None, z_0=None, 
     """log w_k = Σ_{t ≤ T_i} [log p(x_t | z_t^k, d_t) + log p(z_t^k | z_{t−1}^k, d_t) − log q(z_t^k | z_{t−1}^k, a_t)].
 
     eps: (K, B, T, z_dim), one noise sequence per path. The K paths run as one batch of
-    K·B rows; d and a do not depend on z and are computed once. Returns (K, B).
+    K·B rows; d and a do not depend on z and are computed once. The VRNN's h does (§8.4), so
+    its whole recurrence runs on the K·B rows; the RNN's every weight is log p(x) (§7.3).
+    Returns (K, B).
     """
     layers, params = _backend(backend), _plain_dict(params, config)
     eps = _as_array(eps, params)
@@ -92,14 +105,24 @@ def log_importance_weights(params, u, x, mask, eps, config, d_0=None, z_0=None, 
     K = eps.shape[0]
     u, x, mask, _, d_0, z_0 = _time_major_inputs(params, u, x, mask, eps[0], config, d_0, z_0)
     check_finite("eps", eps)
-    d, a = _deterministic_and_inference_states(layers, params, u, x, mask, d_0, config)
     T, B = mask.shape
+    if config.model == "rnn":
+        d = rnn.deterministic_states(layers, params, u, d_0, config)
+        log_px = np.sum(mask * _log_prob(x, rnn.emission(params, d, config), config), axis=0)  # (B,)
+        return np.concatenate([log_px[None]] * K)
     tile = lambda v: np.concatenate([v] * K, axis=1)  # (T, B, ·) -> (T, K·B, ·), path k in rows kB..kB+B−1
     eps_paths = numpy.moveaxis(eps, 2, 0).reshape(T, K * B, -1) * numpy.tile(mask, (1, K))[..., None]
-    z, mu_p, logvar_p, mu_q, logvar_q = layers.stochastic_layer(params, tile(d), tile(a), eps_paths,
-                                                                 numpy.tile(z_0, (K, 1)), config)
-    log_w = (emission_log_prob(params, tile(x), tile(d), z, config)
-             + gaussian_log_prob(z, mu_p, logvar_p) - gaussian_log_prob(z, mu_q, logvar_q))  # (T, K·B)
+    if config.model == "vrnn":
+        e_u, e_x = feature_extractor(params, u, config), feature_extractor(params, x, config)
+        h, z, phi_z, mu_p, logvar_p, mu_q, logvar_q = vrnn.sampled_path(
+            params, tile(e_u), tile(e_x), eps_paths, numpy.tile(d_0, (K, 1)), numpy.tile(z_0, (K, 1)), config)
+        log_px = _log_prob(tile(x), vrnn.emission(params, h, phi_z, config), config)
+    else:
+        d, a = _deterministic_and_inference_states(layers, params, u, x, mask, d_0, config)
+        z, mu_p, logvar_p, mu_q, logvar_q = layers.stochastic_layer(params, tile(d), tile(a), eps_paths,
+                                                                     numpy.tile(z_0, (K, 1)), config)
+        log_px = emission_log_prob(params, tile(x), tile(d), z, config)
+    log_w = log_px + gaussian_log_prob(z, mu_p, logvar_p) - gaussian_log_prob(z, mu_q, logvar_q)  # (T, K·B)
     return np.sum(numpy.tile(mask, (1, K)) * log_w, axis=0).reshape(K, B)
 
 
@@ -129,10 +152,12 @@ def _plain_dict(params, config):
 
 def emission_log_prob(params, x, d, z, config):
     """log p(x_t | z_t, d_t) for every step at once — eq. (1). x: (T, B, x_dim) -> (T, B)."""
-    if config.emission == "bernoulli":
-        return bernoulli_log_prob(x, emission(params, d, z, config))
-    mu_x, logvar_x = emission(params, d, z, config)
-    return gaussian_log_prob(x, mu_x, logvar_x)
+    return _log_prob(x, emission(params, d, z, config), config)
+
+
+def _log_prob(x, out, config):
+    """log p(x_t | ·) from an emission's output: Bernoulli logits, or Gaussian (mu, logvar) (§3)."""
+    return bernoulli_log_prob(x, out) if config.emission == "bernoulli" else gaussian_log_prob(x, *out)
 
 
 def _deterministic_and_inference_states(layers, params, u, x, mask, d_0, config):
@@ -153,7 +178,7 @@ def _backend(name):
 
 def _as_array(v, params):
     """v as a plain array of the parameters' floating dtype (float32 parameters stay float32)."""
-    dtype = params["gru_d.W_hh"].dtype
+    dtype = getval(next(iter(params.values()))).dtype  # _plain_dict checked that they share one
     return numpy.asarray(v, dtype=dtype if numpy.issubdtype(dtype, numpy.floating) else float)
 
 

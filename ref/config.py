@@ -1,4 +1,4 @@
-"""The model's configuration (docs/model.md §4.2): one dataclass of the contract's fields.
+"""The model's configuration (docs/model.md §4.2, §7.2, §8.2): one dataclass of the contract's fields.
 
 Both implementations share `Config`; every checkpoint stores the `Config` it was trained
 with. The checks of settings live here too, for the application's training settings
@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 
 from .errors import ConfigError
 
+MODELS = ("srnn", "vrnn", "rnn")  # docs/model.md §4, §8, §7
 INFERENCE = ("smoothing", "filtering")
 EMISSION = ("bernoulli", "gaussian")
 
@@ -29,8 +30,10 @@ class DictFields:
 
 @dataclass(frozen=True)
 class Config(DictFields):
-    """The SRNN's architecture; defaults are the paper's (docs/model.md §4.2)."""
+    """A model's architecture; defaults are the SRNN paper's (docs/model.md §4.2). The VRNN
+    (§8.2) and the RNN (§7.2) read the fields they have and ignore the others."""
 
+    model: str = "srnn"
     x_dim: int = 88
     d_dim: int = 300
     z_dim: int = 100
@@ -49,6 +52,7 @@ class Config(DictFields):
             check_int(name, getattr(self, name), minimum=1)
         for name in ("embed_layers", "mlp_layers"):
             check_int(name, getattr(self, name), minimum=0)
+        check_choice("model", self.model, MODELS)
         check_choice("inference", self.inference, INFERENCE)
         check_choice("emission", self.emission, EMISSION)
         if not isinstance(self.residual_q, bool):
@@ -62,6 +66,11 @@ class Config(DictFields):
     def e_dim(self) -> int:
         """Width of the feature extractor's output e(u_t), e(x_t)."""
         return self.h_dim if self.embed_layers > 0 else self.x_dim
+
+    @property
+    def ez_dim(self) -> int:
+        """Width of the VRNN's feature extractor of z_t, φ_z(z_t) (docs/model.md §8.3)."""
+        return self.h_dim if self.embed_layers > 0 else self.z_dim
 
 
 def check_int(name, value, minimum):

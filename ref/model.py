@@ -59,7 +59,13 @@ def emission(params, d, z, config):
 
     d: (..., d_dim); z: (..., z_dim). Returns (..., x_dim) arrays.
     """
-    h = hidden_stack(params, "emit", np.concatenate([d, z], axis=-1), config.mlp_layers, config.clip)
+    return emission_head(params, np.concatenate([d, z], axis=-1), config)
+
+
+def emission_head(params, v, config):
+    """The `emit` MLP on what the emission conditions on, v (every model's, docs/model.md §3):
+    logits (Bernoulli) or (mu, logvar) (Gaussian)."""
+    h = hidden_stack(params, "emit", v, config.mlp_layers, config.clip)
     if config.emission == "bernoulli":
         return dense(params, "emit.out", h)
     return dense(params, "emit.mu", h), variance_head(dense(params, "emit.logvar", h), config.var_floor)

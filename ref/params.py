@@ -1,5 +1,5 @@
-"""The parameters of the SRNN (docs/model.md §4.6–4.7): every name, its shape, and the
-initialisation of the paper's released code.
+"""The parameters of every model (docs/model.md §4.6–4.7 for the SRNN, §7.4 the RNN, §8.5 the
+VRNN): every name, its shape, and the initialisation of the SRNN paper's released code.
 
 A model's parameters are a flat dict name -> array; these names are what checkpoints hold
 and what every implementation loads and exports. GRU weight matrices are initialised
@@ -21,7 +21,8 @@ def a_width(config: Config) -> int:
 
 
 def param_shapes(config: Config) -> dict:
-    """Every parameter name of docs/model.md §4.6 for this configuration, with its shape."""
+    """Every parameter name of docs/model.md §4.6 (SRNN), §7.4 (RNN) or §8.5 (VRNN) for this
+    configuration, with its shape."""
     c = config
     shapes = {}
 
@@ -40,24 +41,35 @@ def param_shapes(config: Config) -> dict:
         shapes[f"{name}.b_ih"], shapes[f"{name}.b_hh"] = (3 * n_hidden,), (3 * n_hidden,)
 
     add_dense_stack("embed", c.x_dim, c.h_dim, c.embed_layers)
-    add_gru("gru_d", c.e_dim, c.d_dim)
-    if c.inference == "smoothing":
-        add_gru("gru_a", c.d_dim + c.e_dim, c.a_dim)
+    if c.model == "srnn":
+        add_gru("gru_d", c.e_dim, c.d_dim)
+        if c.inference == "smoothing":
+            add_gru("gru_a", c.d_dim + c.e_dim, c.a_dim)
+        else:
+            add_dense_stack("filter", c.d_dim + c.e_dim, c.a_dim, c.mlp_layers)
+        for name in Z_MLPS:  # the prior's MLPs condition on [d_t, z_{t−1}], the posterior's on [a_t, z_{t−1}]
+            add_mlp(name, (c.d_dim if name.startswith("prior") else a_width(c)) + c.z_dim, c.z_dim)
+        emit_in = c.d_dim + c.z_dim
+    elif c.model == "vrnn":
+        add_dense_stack("embed_z", c.z_dim, c.h_dim, c.embed_layers)
+        add_gru("gru_h", c.e_dim + c.ez_dim, c.d_dim)
+        for name in Z_MLPS:  # the prior's MLPs condition on h_t, the posterior's on [h_t, e(x_t)]
+            add_mlp(name, c.d_dim + (c.e_dim if name.startswith("post") else 0), c.z_dim)
+        emit_in = c.d_dim + c.ez_dim
     else:
-        add_dense_stack("filter", c.d_dim + c.e_dim, c.a_dim, c.mlp_layers)
-    for name in Z_MLPS:  # the prior's MLPs condition on [d_t, z_{t−1}], the posterior's on [a_t, z_{t−1}]
-        add_mlp(name, (c.d_dim if name.startswith("prior") else a_width(c)) + c.z_dim, c.z_dim)
+        add_gru("gru_d", c.e_dim, c.d_dim)
+        emit_in = c.d_dim
     if c.emission == "bernoulli":
-        add_mlp("emit", c.d_dim + c.z_dim, c.x_dim)
+        add_mlp("emit", emit_in, c.x_dim)
     else:
-        n_hidden = add_dense_stack("emit", c.d_dim + c.z_dim, c.h_dim, c.mlp_layers)
+        n_hidden = add_dense_stack("emit", emit_in, c.h_dim, c.mlp_layers)
         for head in ("mu", "logvar"):
             shapes[f"emit.{head}.W"], shapes[f"emit.{head}.b"] = (c.x_dim, n_hidden), (c.x_dim,)
     return shapes
 
 
 def init_params(config: Config, seed: int) -> dict:
-    """Parameters named as in docs/model.md §4.6, initialised as the paper's code does (float64) — §4.7."""
+    """Parameters named as in `param_shapes`, initialised as the SRNN paper's code does (float64) — §4.7."""
     rng = numpy.random.default_rng(seed)
     params = {}
     for name, shape in param_shapes(config).items():

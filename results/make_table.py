@@ -4,6 +4,7 @@ from the result files results/*.json that `srnn reproduce NAME` writes. Never ty
     python results/make_table.py
 """
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from ref import param_shapes  # noqa: E402
 from ref.config import Config  # noqa: E402
 from srnn.config import TrainConfig  # noqa: E402
 from srnn.loop import changed_settings  # noqa: E402
@@ -24,6 +26,10 @@ POSTER_BEST = {"jsb": -4.82, "nottingham": -3.09, "muse": -6.24, "piano": -8.20}
 DMM_AUG_IS = {"jsb": 6.288, "nottingham": 2.679, "piano": 7.591, "muse": 6.356}           # boulanger2012, NLL per frame
 DMM_AUG_ELBO = {"jsb": 6.773, "nottingham": 2.856, "piano": 7.721, "muse": 6.476}
 PYRO_DMM_ELBO = {"jsb": 6.87}
+# Boulanger-Lewandowski et al. (2012), standard splits, NLL per frame (frame-weighted)
+BOULANGER_RNN = {"jsb": 8.71, "nottingham": 4.46, "muse": 8.13, "piano": 8.37}
+BOULANGER_RNN_NADE = {"jsb": 5.19, "nottingham": 2.31, "muse": 5.60, "piano": 7.05}
+MODELS = (("", "SRNN"), ("vrnn-", "VRNN"), ("rnn-", "RNN"))  # result-name prefix, label
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -102,10 +108,48 @@ def tables(results):
         r = results.get(name)
         out.append(f"| {label} | {_value(r['test']['elbo']) if r else '–'} | {_iw(r, 100, 'sequence_averaged')} | "
                    f"{_status(r)} |")
+    out += model_comparison(results)
     out.append("\n± are standard errors over test pieces. \"ref = torch ✓\": the best checkpoint's test ELBO "
                "computed by both implementations in float64 agrees to 1e-8.")
     out.append(not_run_table(results))
     return "\n".join(out) + "\n"
+
+
+def parameter_count(name):
+    config = RUNS[name][0]
+    return sum(math.prod(shape) for shape in param_shapes(config).values())
+
+
+def model_comparison(results):
+    """SRNN, VRNN and RNN with the same data, schedule and evaluation: each model's ELBO, its IW
+    bound (K = 100) and the gap between them (how loose its ELBO is); the RNN's two are its exact
+    log-likelihood. Then the published anchors of each variant's convention."""
+    out = []
+    for variant, key, sign, title, anchors in (
+            ("srnn2016", "sequence_averaged", 1.0, "srnn2016 data, test bounds in nats per step, sequence-averaged "
+             "(higher is better)", [("SRNN paper", PAPER_SRNN)]),
+            ("boulanger2012", "frame_weighted", -1.0, "boulanger2012 data, test NLL bounds in nats per frame, "
+             "frame-weighted (lower is better)", [("RNN (B-L 2012)", BOULANGER_RNN),
+                                                   ("RNN-NADE (B-L 2012)", BOULANGER_RNN_NADE)])):
+        columns, minus = ["dataset"], "−" if sign < 0 else ""
+        for prefix, label in MODELS:
+            millions = f"{parameter_count(f'{prefix}jsb-{variant}') / 1e6:.2f} M parameters"
+            columns += ([f"RNN ({millions}): {minus}log-lik. (exact)"] if label == "RNN" else
+                        [f"{label} ({millions}): {minus}ELBO", f"{label}: {minus}IW K=100", f"{label}: IW − ELBO"])
+        out += _header(f"Models compared: {title}", columns + [label for label, _ in anchors])
+        for d in DATASETS:
+            cells = []
+            for prefix, label in MODELS:
+                r = results.get(f"{prefix}{d}-{variant}")
+                if label == "RNN":
+                    cells.append(_value(r["test"]["elbo"], key, sign) if r else "–")
+                    continue
+                iw = r and r["test"].get("iw_K100")
+                gap = f"{iw[key] - r['test']['elbo'][key]:.2f}" if iw else "–"
+                cells += [_value(r["test"]["elbo"], key, sign) if r else "–", _iw(r, 100, key, sign), gap]
+            out.append(f"| {NAMES[d]} | " + " | ".join(cells) + " | "
+                       + " | ".join(f"{table[d]:.2f}" for _, table in anchors) + " |")
+    return out
 
 
 def _epoch_key(dataset, variant, train_layout):
@@ -140,7 +184,8 @@ def not_run_table(results):
                              f"(evaluates every K of the run) | trained | – | ~{hours:.1f} (evaluation) |")
             continue
         s = seconds.get(_epoch_key(tc.dataset, tc.variant, tc.train_layout))
-        note = "" if config.z_dim == 100 else " (measured at z = 100)"
+        note = (" (the SRNN's)" if config.model != "srnn" else
+                "" if config.z_dim == 100 else " (measured at z = 100)")
         lines.append(f"| {name} | `srnn reproduce {name}` | " + (f"{s:.0f}{note} | {tc.epochs} | "
                                                                   f"{tc.epochs * s / 3600:.1f} |" if s
                                                                   else f"not measured | {tc.epochs} | – |"))

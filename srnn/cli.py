@@ -1,4 +1,4 @@
-"""The `srnn` command: train, evaluate and sample SRNNs.
+"""The `srnn` command: train, evaluate and sample SRNNs (and the VRNN and RNN baselines, --model).
 
     srnn train --preset small --epochs 30         # the synthetic data, no files needed
     srnn train --dataset jsb --variant srnn2016   # the paper's setting
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ref import BACKENDS, PRESETS, Config, preset
-from ref.config import INFERENCE
+from ref.config import INFERENCE, MODELS
 from ref.errors import ConfigError, DataError, SRNNError
 
 from . import checkpoint
@@ -31,7 +31,9 @@ from .reproduce import describe_runs, reproduce
 from .rundir import read_run_config, recorded_data_dir
 
 MODEL_HELP = {
-    "d_dim": "units of the deterministic GRU state d_t",
+    "model": "srnn (Fraccaro et al. 2016), vrnn (Chung et al. 2015) or rnn (the SRNN without z): "
+             "docs/model.md §4, §8, §7",
+    "d_dim": "units of the deterministic GRU state d_t (the VRNN's h_t)",
     "z_dim": "dimensions of the stochastic state z_t",
     "a_dim": "units of the inference state a_t",
     "h_dim": "hidden units of every MLP",
@@ -103,20 +105,21 @@ def build_parser():
     commands = parser.add_subparsers(title="commands", required=True, metavar="{train,evaluate,sample,reproduce}")
 
     train = commands.add_parser("train", parents=[common], help="train a model (the synthetic data by default)",
-                                description="Train an SRNN; the run directory receives checkpoints, metrics, "
+                                description="Train an SRNN (or a VRNN or RNN, --model); the run directory receives checkpoints, metrics, "
                                             "a learning curve and, at the end, the test metrics.")
     train.set_defaults(command=_train)
     train.add_argument("--preset", choices=tuple(PRESETS), default="paper",
                        help="model sizes: paper (the paper's) or small (minutes on a laptop) (default: paper)")
     train.add_argument("--run-dir", type=Path,
-                       help="default: runs/<dataset>-<variant>-<preset> (runs/synthetic-<preset> for synthetic)")
+                       help="default: runs/<dataset>-<variant>-<preset> (runs/synthetic-<preset> for synthetic; "
+                            "runs/<model>-... for vrnn and rnn)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --run-dir from its last completed epoch, with its saved settings")
     sizes = train.add_argument_group("model sizes (override the preset)")
     model_fields = {f.name: f for f in dataclasses.fields(Config)}
     for name in MODEL_FLAGS:
         default = model_fields[name].default
-        choices = INFERENCE if name == "inference" else None
+        choices = {"inference": INFERENCE, "model": MODELS}.get(name)
         sizes.add_argument(_flag(name), type=type(default), choices=choices, metavar=None if choices else "N",
                            help=f"{MODEL_HELP[name]} (paper: {default})")
     settings = train.add_argument_group("training settings (defaults: the paper's code)")
@@ -185,7 +188,7 @@ def _train(args):
     train_flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                    if getattr(args, f.name) is not None}
     tc = TrainConfig(**train_flags)
-    run_dir = args.run_dir or _default_run_dir(tc, args.preset, args.resume)
+    run_dir = args.run_dir or _default_run_dir(tc, args.preset, args.model or "srnn", args.resume)
     data_dir = args.data_dir
     if args.resume:
         # the run's saved settings, with the flags given here; train() refuses any change but epochs
@@ -198,11 +201,11 @@ def _train(args):
     train(run_dir, config, tc, data_dir, args.resume, _engine(args, config, tc.dtype, tc.backend))
 
 
-def _default_run_dir(tc, preset_name, resume):
-    """runs/<dataset>-<variant>-<preset>, numbered -2, -3, ... when it already holds a run, so that
+def _default_run_dir(tc, preset_name, model, resume):
+    """runs/<dataset>-<variant>-<preset> (runs/<model>-... for a baseline), numbered -2, -3, ... when it already holds a run, so that
     the same command can be run twice; with --resume, the newest of them."""
     data = tc.dataset if tc.dataset == "synthetic" else f"{tc.dataset}-{tc.variant}"
-    base = Path("runs") / f"{data}-{preset_name}"
+    base = Path("runs") / (f"{data}-{preset_name}" if model == "srnn" else f"{model}-{data}-{preset_name}")
     candidates = [base] + [base.with_name(f"{base.name}-{i}") for i in range(2, 1000)]
     taken = [d for d in candidates if (d / "config.json").exists()]
     if resume:

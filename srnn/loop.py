@@ -74,7 +74,8 @@ def _train_and_test(run_dir, config, tc, dataset, run, engine):
     best_valid, history = run.best_valid, run.history
     main = engine.is_main
     if main:
-        print(f"srnn: training {tc.dataset} ({dataset.variant}) in {run_dir}, epochs {run.first_epoch + 1}..{tc.epochs}")
+        print(f"srnn: training {config.model.upper()} on {tc.dataset} ({dataset.variant}) in {run_dir}, "
+              f"epochs {run.first_epoch + 1}..{tc.epochs}")
     last_path = run_dir / "last.npz"
     try:
         for epoch in range(run.first_epoch, tc.epochs):

@@ -1,5 +1,6 @@
 """The runs of the results table: the paper's configuration on every dataset and variant, the
-seed poster's z sweep, and the JSB ablations, each one named command that trains (or resumes)
+seed poster's z sweep, the JSB ablations, and the VRNN and RNN baselines (docs/model.md §8, §7)
+with the SRNN's data, schedule and evaluation, each one named command that trains (or resumes)
 and then writes one result file.
 
     srnn reproduce jsb-srnn2016                  # train, evaluate, write results/jsb-srnn2016.json
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ref import Config, preset
+from ref import Config, param_shapes, preset
 from ref.errors import ConfigError
 
 from . import checkpoint
@@ -40,6 +41,7 @@ from .rundir import read_history
 
 PAPER_TRAINING = dict(epochs=50, valid_every=2, dtype="float32", iw_samples=1)  # the IW bound: evaluated below
 SWEEP_Z = (2, 10, 25, 50, 100)
+BASELINES = ("vrnn", "rnn")  # docs/model.md §8, §7; the RNN's bounds are its exact log-likelihood (K = 1 is all)
 # JSB's srnn2016 files hold its pieces at twice the time resolution of boulanger2012's (27,200 vs
 # 13,807 training frames); the other corpora hold within 20 % of the same frames in both.
 BOULANGER2012_EPOCH_SCALE = {"jsb": 2, "nottingham": 1, "piano": 1, "muse": 1}
@@ -70,6 +72,12 @@ def _runs():
     jsb = TrainConfig(dataset="jsb", variant="srnn2016", **PAPER_TRAINING)
     runs["jsb-srnn2016-filtering"] = (preset("paper", inference="filtering"), jsb, (100,))
     runs["jsb-srnn2016-no-resq"] = (Config(residual_q=False), jsb, (100,))
+    for model in BASELINES:  # the same data, schedule and evaluation as the SRNN's run of each name
+        for dataset in DATASETS:
+            for variant in ("srnn2016", "boulanger2012"):
+                _, tc, ks = runs[f"{dataset}-{variant}"]
+                ks_model = ks if model == "vrnn" else (1,)
+                runs[f"{model}-{dataset}-{variant}"] = (preset("paper", model=model), tc, ks_model)
     return runs
 
 
@@ -101,10 +109,12 @@ def reproduce(name, engine_factory=None, runs_dir="runs/paper", results_dir="res
 
     history = read_history(run_dir)
     best = checkpoint.load(run_dir / "best.npz")
-    test = load_dataset(tc.dataset, tc.variant, data_dir).test
+    dataset = load_dataset(tc.dataset, tc.variant, data_dir)
+    test = dataset.test
     start = time.perf_counter()
     evaluator = engine_factory(config, "float64").load(best.params)
     metrics = evaluate(evaluator, test, 0, tc.seed)
+    valid = evaluate(evaluator, dataset.valid, 0, tc.seed)["elbo"]  # what choices between runs are made on
     done = _evaluated(Path(results_dir) / f"{name}.json", config, tc, len(history), best.state["epoch"])
     for K in (iw_samples,) if iw_samples else ks:
         key = f"iw_K{K}"
@@ -124,9 +134,10 @@ def reproduce(name, engine_factory=None, runs_dir="runs/paper", results_dir="res
         "best_epoch": best.state["epoch"],
         "train_seconds": sum(r["seconds"] for r in history), "eval_seconds": time.perf_counter() - start,
         "seconds_per_epoch": float(np.median([r["seconds"] for r in history])),
+        "parameters": sum(int(np.prod(shape)) for shape in param_shapes(config).values()),
         "implementation": engine.describe(), "hardware": machine(),
         "commit": commit(), "command": command or f"srnn reproduce {name}",
-        "test": metrics, "cross_check": cross,
+        "valid": valid, "test": metrics, "cross_check": cross,
     }
     out = Path(results_dir) / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +154,7 @@ def _evaluated(path, config, tc, epochs, best_epoch):
     if not path.exists():
         return {}
     r = json.loads(path.read_text())
-    same = (r["model"] == config.to_dict() and TrainConfig(**r["train"]) == tc and r["epochs"] == epochs
+    same = (Config.from_dict(r["model"]) == config and TrainConfig(**r["train"]) == tc and r["epochs"] == epochs
             and r["best_epoch"] == best_epoch)
     return {k: v for k, v in r["test"].items() if k.startswith("iw_K")} if same else {}
 

@@ -70,6 +70,8 @@ def snapshot(run_dir):
 # ---------------------------------------------------------------------------------------
 
 SETTINGS = [
+    pytest.param(ref.Config, dict(model="lstm"), "unknown model 'lstm'; choose one of ('srnn', 'vrnn', 'rnn')",
+                 id="config-model"),
     pytest.param(ref.Config, dict(inference="smooth"), "unknown inference", id="config-inference"),
     pytest.param(ref.Config, dict(emission="poisson"), "unknown emission", id="config-emission"),
     pytest.param(ref.Config, dict(z_dim=0), "z_dim must be an integer >= 1", id="config-z_dim-0"),
@@ -131,6 +133,7 @@ CLI_FLAGS = [
     pytest.param(["train", "--epochs", "zero"], "invalid int value", None, id="epochs-not-a-number"),
     pytest.param(["train", "--epochs", "0"], "epochs must be an integer >= 1", None, id="epochs-0"),
     pytest.param(["train", "--dataset", "foo"], "invalid choice", None, id="unknown-dataset"),
+    pytest.param(["train", "--model", "lstm"], "argument --model: invalid choice: 'lstm'", None, id="unknown-model"),
     pytest.param(["train", "--d-dim", "-3"], "d_dim", None, id="d-dim-negative"),
     pytest.param(["train", "--z-dim", "-3"], "z_dim", None, id="z-dim-negative"),
     pytest.param(["train", "--lr", "-1"], "lr must be a positive number", None, id="lr-negative"),
