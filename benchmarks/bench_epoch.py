@@ -1,6 +1,7 @@
 """Time per training epoch: torch_impl against the ref trainer, on real data at the paper's size.
 
     python benchmarks/bench_epoch.py [--dataset jsb] [--device cpu] [--out benchmarks/results/epoch_jsb_cpu.json]
+    python benchmarks/bench_epoch.py --models srnn vrnn rnn --variants srnn2016 --dtypes float32   # the baselines
 
 Measured in one run, on this machine: one pass of the project's trainer
 (`srnn.loop._train_epoch`: batches, noise, gradient, clipping, Adam) over the training
@@ -14,7 +15,9 @@ pool of one library competes with another's, after one warm-up batch (JIT caches
 initialisation) from which the parameters are reset. Reported: seconds per epoch, the
 ratio ref/torch, and the achieved matrix-multiply GFLOP/s (FLOPs counted as in
 bench_fast_path.py over the padded batches) as a fraction of this machine's float32 GEMM
-peak, measured in the same run (NumPy on the CPU, torch on a GPU).
+peak, measured in the same run (NumPy on the CPU, torch on a GPU). With `--models`, the VRNN
+and RNN of docs/model.md §8, §7 at the SRNN paper's sizes are timed beside the SRNN, and each
+row gives its time over the SRNN's (FLOPs are counted for the SRNN only).
 """
 import argparse
 import json
@@ -40,15 +43,16 @@ from srnn.provenance import command_line, commit, machine  # noqa: E402
 VARIANTS = ("boulanger2012", "srnn2016")
 DTYPES = ("float32", "float64")
 IMPLS = ("ref", "torch")
+MODELS = ("srnn", "vrnn", "rnn")
 
 
 def engine_for(impl, config, dtype, device):
     return make_engine(impl, config, dtype, EngineOptions(backend="numba", device=None if impl == "ref" else device))
 
 
-def time_one_epoch(impl, dataset_name, variant, dtype, device, data_dir, train_layout):
-    """Seconds of one training epoch of `impl`, and the epoch's matrix-multiply FLOPs."""
-    config = ref.Config()  # the paper's model
+def time_one_epoch(impl, dataset_name, variant, dtype, device, data_dir, train_layout, model="srnn"):
+    """Seconds of one training epoch of `impl`, and the epoch's matrix-multiply FLOPs (the SRNN's)."""
+    config = ref.Config(model=model)  # the paper's sizes
     tc = TrainConfig(dataset=dataset_name, variant=variant, dtype=dtype, epochs=1, train_layout=train_layout)
     split = loop.train_split(load_dataset(dataset_name, variant, data_dir).train, tc)
     engine = engine_for(impl, config, dtype, device)
@@ -63,7 +67,7 @@ def time_one_epoch(impl, dataset_name, variant, dtype, device, data_dir, train_l
     _synchronize(device)
     seconds = time.perf_counter() - start
     flops = sum(matmul_flops(config, *b.mask.shape) for b in split.batches(tc.batch_size, np.random.default_rng(0)))
-    return dict(seconds=seconds, matmul_gflop=flops / 1e9, train_elbo=stats["train_elbo"],
+    return dict(seconds=seconds, matmul_gflop=flops / 1e9 if model == "srnn" else None, train_elbo=stats["train_elbo"],
                 batches=-(-len(split) // tc.batch_size))
 
 
@@ -90,6 +94,23 @@ def peak_gflops(device):
     return 2.0 * 8192**3 / best / 1e9
 
 
+def measure(impl, variant, dtype, model, args):
+    """time_one_epoch in a fresh process (no thread pool of one library competing with another's)."""
+    child = [sys.executable, __file__, "--one", impl, variant, dtype, model, "--dataset", args.dataset,
+             "--device", args.device, "--train-layout", args.train_layout] + (
+        ["--data-dir", args.data_dir] if args.data_dir else [])
+    out = subprocess.run(child, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{impl} {variant} {dtype} {model} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _describe(m):
+    share = (f"{m['fraction_of_float32_peak']:.2f} of the float32 peak" if m["fraction_of_float32_peak"]
+             else f"{m['over_srnn']:.2f} x the SRNN's time" if "over_srnn" in m else "")
+    return f"{m['seconds']:7.1f} s/epoch ({m['batches']} batches{', ' + share if share else ''})"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="jsb")
@@ -98,14 +119,15 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES))
     parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=["srnn"])
     parser.add_argument("--train-layout", choices=TRAIN_LAYOUTS, default="as_stored")
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--one", nargs=3, metavar=("IMPL", "VARIANT", "DTYPE"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=4, metavar=("IMPL", "VARIANT", "DTYPE", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:  # a child process: one measurement, as JSON on stdout
-        impl, variant, dtype = args.one
+        impl, variant, dtype, model = args.one
         print(json.dumps(time_one_epoch(impl, args.dataset, variant, dtype, args.device, args.data_dir,
-                                        args.train_layout)))
+                                        args.train_layout, model)))
         return
 
     peak = peak_gflops(args.device)
@@ -113,28 +135,28 @@ def main(argv=None):
     results = []
     for variant in args.variants:
         for dtype in args.dtypes:
-            row = dict(dataset=args.dataset, variant=variant, train_layout=args.train_layout, dtype=dtype)
-            for impl in args.impls:
-                child = [sys.executable, __file__, "--one", impl, variant, dtype, "--dataset", args.dataset,
-                         "--device", args.device, "--train-layout", args.train_layout] + (
-                    ["--data-dir", args.data_dir] if args.data_dir else [])
-                out = subprocess.run(child, capture_output=True, text=True)
-                if out.returncode:
-                    sys.exit(f"{impl} {variant} {dtype} failed:\n{out.stderr}")
-                m = json.loads(out.stdout.strip().splitlines()[-1])
-                m["fraction_of_float32_peak"] = m["matmul_gflop"] / m["seconds"] / peak
-                row[impl] = m
-            if "ref" in row and "torch" in row:
-                row["ref_over_torch"] = row["ref"]["seconds"] / row["torch"]["seconds"]
-            results.append(row)
-            print(f"{args.dataset} {variant:13} {dtype}: " + "   ".join(
-                f"{impl} {row[impl]['seconds']:7.1f} s/epoch ({row[impl]['batches']} batches, "
-                f"{row[impl]['fraction_of_float32_peak']:.2f} of the float32 peak)" for impl in args.impls))
+            srnn_row = None
+            for model in args.models:
+                row = dict(dataset=args.dataset, variant=variant, train_layout=args.train_layout, dtype=dtype,
+                           model=model)
+                for impl in args.impls:
+                    row[impl] = m = measure(impl, variant, dtype, model, args)
+                    m["fraction_of_float32_peak"] = m["matmul_gflop"] and m["matmul_gflop"] / m["seconds"] / peak
+                    if srnn_row is not None and impl in srnn_row:
+                        m["over_srnn"] = m["seconds"] / srnn_row[impl]["seconds"]
+                if "ref" in row and "torch" in row:
+                    row["ref_over_torch"] = row["ref"]["seconds"] / row["torch"]["seconds"]
+                srnn_row = row if model == "srnn" else srnn_row
+                results.append(row)
+                print(f"{args.dataset} {variant:13} {dtype} {model:4}: "
+                      + "   ".join(f"{impl} {_describe(row[impl])}" for impl in args.impls))
     import torch  # noqa: F401  (loaded, so that the machine's record names torch's version and device)
     report = dict(benchmark="epoch", commit=commit(), command=command_line(), machine=machine(args.device),
-                  float32_gemm_peak_gflops=peak, model="paper (ref.Config())", results=results)
+                  float32_gemm_peak_gflops=peak, model="the paper's sizes (ref.Config(model=...))", results=results)
     layout = "_streams" if args.train_layout == "streams" else ""
-    out = args.out or ROOT / "benchmarks" / "results" / f"epoch_{args.dataset}_{args.device.replace(':', '')}{layout}.json"
+    models = "" if args.models == ["srnn"] else "_" + "_".join(args.models)
+    out = args.out or ROOT / "benchmarks" / "results" / (f"epoch_{args.dataset}_{args.device.replace(':', '')}"
+                                                         f"{layout}{models}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")

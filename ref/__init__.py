@@ -1,4 +1,5 @@
-"""srnn's reference implementation: the SRNN of Fraccaro et al. (NIPS 2016) in NumPy + autograd.
+"""srnn's reference implementation: the SRNN of Fraccaro et al. (NIPS 2016) in NumPy + autograd,
+and the baselines it is compared with, the VRNN (`vrnn`) and the RNN (`rnn`), chosen by `Config.model`.
 
 The model core, read next to the paper and the model contract (docs/model.md); it imports
 nothing else of the project. Data flow: `params` (names, shapes, initialisation) → `model`

@@ -26,7 +26,8 @@ BACKENDS = {"numpy": model, "numba": fast}
 
 
 def elbo(params, u, x, mask, eps, config, kl_weight=1.0, backend="numpy"):
-    """Per-sequence ELBO L_i = Σ_{t ≤ T_i} [log p(x_t | z_t, d_t) − β KL(q ‖ p)] — eq. (4), (6).
+    """Per-sequence ELBO L_i = Σ_{t ≤ T_i} [log p(x_t | z_t, d_t) − β KL(q ‖ p)] — eq. (4), (6); the
+    VRNN's of docs/model.md §8.4; the RNN's exact log-likelihood (§7.3), whatever β and eps.
 
     params: dict of arrays under the names of docs/model.md §4.6; u, x: (B, T, x_dim);
     mask: (B, T); eps: (B, T, z_dim) standard-normal noise; kl_weight: β; backend: "numpy"
@@ -51,7 +52,8 @@ def elbo_and_states(params, u, x, mask, eps, config, kl_weight=1.0, d_0=None, z_
 
 def per_step_terms(params, u, x, mask, eps, config, d_0=None, z_0=None, backend="numpy"):
     """The two terms of eq. (6) at every step of one sampled path z_{1:T} (eq. 7):
-    log p(x_t | z_t, d_t) and KL_t = KL(q(z_t | z_{t−1}, a_t) ‖ p(z_t | z_{t−1}, d_t)).
+    log p(x_t | z_t, d_t) and KL_t = KL(q(z_t | z_{t−1}, a_t) ‖ p(z_t | z_{t−1}, d_t)); the VRNN's
+    log p(x_t | z_t, h_t) and KL(q(z_t | x_t, h_t) ‖ p(z_t | h_t)) (§8.4); the RNN's log p(x_t | d_t) and 0.
 
     Arguments as `elbo_and_states`. Returns log_px, kl: (B, T), zero on padded steps, so that
     `elbo` is Σ_t (log_px − β·kl) over each row.

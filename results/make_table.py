@@ -158,15 +158,17 @@ def _epoch_key(dataset, variant, train_layout):
 
 
 def epoch_seconds():
-    """(dataset, variant, train layout) -> measured seconds of one paper-size float32 training
-    epoch of the ref trainer on the CPU, from benchmarks/results/epoch_<dataset>_cpu*.json
-    (bench_epoch.py)."""
+    """(model, dataset, variant, train layout) -> measured seconds of one paper-size float32
+    training epoch on the CPU, from benchmarks/results/epoch_<dataset>_cpu*.json (bench_epoch.py):
+    the ref trainer's, or torch_impl's for the VRNN (which has no numba kernel)."""
     seconds = {}
     for path in sorted((ROOT / "benchmarks" / "results").glob("epoch_*_cpu*.json")):
         for row in json.loads(path.read_text())["results"]:
-            if row["dtype"] == "float32" and "ref" in row:
-                key = _epoch_key(row["dataset"], row["variant"], row.get("train_layout", "as_stored"))
-                seconds[key] = row["ref"]["seconds"]
+            model = row.get("model", "srnn")
+            impl = "torch" if model == "vrnn" else "ref"
+            if row["dtype"] == "float32" and impl in row:
+                key = (model, *_epoch_key(row["dataset"], row["variant"], row.get("train_layout", "as_stored")))
+                seconds[key] = row[impl]["seconds"]
     return seconds
 
 
@@ -174,7 +176,8 @@ def not_run_table(results):
     """The runs not made yet: their command, and the time they need on this CPU."""
     seconds = epoch_seconds()
     lines = _header("Not run yet (each one command; `results/run_all.sh` runs them all)",
-                    ["run", "command", "s/epoch, this CPU (ref, float32)", "epochs", "hours of training"])
+                    ["run", "command", "s/epoch, this CPU (float32; ref, torch for the VRNN)", "epochs",
+                     "hours of training"])
     for name, (config, tc, ks) in RUNS.items():
         if name in results:
             missing = [K for K in ks if f"iw_K{K}" not in results[name]["test"]]
@@ -183,10 +186,10 @@ def not_run_table(results):
                 lines.append(f"| {name}: IW K={', '.join(map(str, missing))} | `srnn reproduce {name}` "
                              f"(evaluates every K of the run) | trained | – | ~{hours:.1f} (evaluation) |")
             continue
-        s = seconds.get(_epoch_key(tc.dataset, tc.variant, tc.train_layout))
-        note = (" (the SRNN's)" if config.model != "srnn" else
-                "" if config.z_dim == 100 else " (measured at z = 100)")
-        lines.append(f"| {name} | `srnn reproduce {name}` | " + (f"{s:.0f}{note} | {tc.epochs} | "
+        s = seconds.get((config.model, *_epoch_key(tc.dataset, tc.variant, tc.train_layout)))
+        note = "" if config.z_dim == 100 or config.model == "rnn" else " (measured at z = 100)"
+        command = f"srnn reproduce {name}" + (" --impl torch" if config.model == "vrnn" else "")
+        lines.append(f"| {name} | `{command}` | " + (f"{s:.0f}{note} | {tc.epochs} | "
                                                                   f"{tc.epochs * s / 3600:.1f} |" if s
                                                                   else f"not measured | {tc.epochs} | – |"))
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The tutorials as stored: eight notebooks in order, outputs stripped, each checking its claims,
+"""The tutorials as stored: nine notebooks in order, outputs stripped, each checking its claims,
 and listed in the README. (pytest runs the notebooks themselves through nbmake.)"""
 import json
 import re
@@ -14,8 +14,8 @@ def cells(path, kind):
     return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == kind]
 
 
-def test_eight_tutorials_numbered_in_order():
-    assert [p.name[:3] for p in NOTEBOOKS] == [f"{i:02d}_" for i in range(1, 9)], [p.name for p in NOTEBOOKS]
+def test_nine_tutorials_numbered_in_order():
+    assert [p.name[:3] for p in NOTEBOOKS] == [f"{i:02d}_" for i in range(1, 10)], [p.name for p in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
