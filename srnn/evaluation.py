@@ -43,6 +43,19 @@ def evaluate(engine, split, iw_samples, seed, teacher=None):
     return metrics
 
 
+def elbo_over_paths(engine, split, paths, seed):
+    """The ELBO of every sequence averaged over `paths` independent noise paths, in both per-step
+    metrics with their standard errors over sequences, and "*_path_se": the standard error of
+    each metric over the paths, the part of its uncertainty that is the estimate's own noise
+    (a one-path ELBO of the same checkpoint moves by about this times sqrt(paths))."""
+    L = np.stack([per_sequence_bounds(engine, split, 0, [seed, path])[0] for path in range(paths)])  # (P, N)
+    metrics = {"paths": paths, **summarize(L.mean(0), split.lengths)}
+    for key in ("sequence_averaged", "frame_weighted"):
+        per_path = [summarize(L_path, split.lengths)[key] for L_path in L]
+        metrics[key + "_path_se"] = float(np.std(per_path, ddof=1) / np.sqrt(paths))
+    return metrics
+
+
 def per_sequence_bounds(engine, split, iw_samples, seed):
     """The ELBO L_i and the K-path IW bound of every sequence of a split: two (N,) arrays.
 

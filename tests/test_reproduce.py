@@ -32,7 +32,8 @@ def test_reproduce_writes_a_complete_result_that_both_implementations_confirm(tm
     saved = json.loads((tmp_path / "results" / "jsb-srnn2016.json").read_text())
     assert saved == json.loads(json.dumps(r))
     assert r["partial"] and r["epochs"] == 2 and r["planned_epochs"] == 3 and r["best_epoch"] == 2
-    assert set(r["test"]) >= {"elbo", "iw_K3", "iw_K5"} and r["test"]["iw_K5"]["K"] == 5
+    assert set(r["test"]) >= {"elbo", "iw_K3", "iw_K5", "elbo_paths10"} and r["test"]["iw_K5"]["K"] == 5
+    assert r["test"]["elbo_paths10"]["paths"] == 10 and set(r["valid"]) >= {"sequence_averaged", "frame_weighted"}
     assert r["cross_check"]["agree"] and r["cross_check"]["implementations"] == ["ref", "torch"]
     assert r["model"] == TINY.to_dict() and r["train"]["epochs"] == 2 and r["command"] == "srnn reproduce jsb-srnn2016"
     assert (tmp_path / "results" / "jsb-srnn2016_learning_curve.png").exists()

@@ -231,6 +231,19 @@ def test_evaluate_reports_both_metrics_for_elbo_and_iw_bound():
     assert "iw" not in evaluation.evaluate(engine, dataset.test, 0, seed=1)
 
 
+def test_elbo_over_paths_is_the_mean_of_one_path_evaluations_and_its_noise_shrinks_with_paths():
+    dataset = stream_dataset()
+    engine = RefEngine(TINY).load(perturbed_params(TINY, seed=3))
+    m = evaluation.elbo_over_paths(engine, dataset.test, paths=8, seed=5)
+    one_path = [evaluation.evaluate(engine, dataset.test, 0, seed=[5, p])["elbo"] for p in range(8)]
+    for key in ("sequence_averaged", "frame_weighted"):  # both metrics are linear in the L_i
+        values = [e[key] for e in one_path]
+        assert m[key] == pytest.approx(np.mean(values), rel=1e-12)
+        assert m[key + "_path_se"] == pytest.approx(np.std(values, ddof=1) / np.sqrt(8), rel=1e-12)
+        assert 0 < m[key + "_path_se"] < np.std(values, ddof=1)
+    assert m["sequence_averaged_se"] is not None and m["paths"] == 8
+
+
 @pytest.mark.parametrize("memory", [evaluation.EVAL_MEMORY, 1], ids=["all-paths-per-call", "one-path-per-call"])
 @pytest.mark.parametrize("carried", [False, True], ids=["zero-states", "carried-states"])
 def test_iw_bound_run_by_sequence_and_path_group_is_the_bound_of_the_whole_batch(monkeypatch, memory, carried):
