@@ -5,8 +5,11 @@ from the result files results/*.json that `srnn reproduce NAME` writes. Never ty
 """
 import json
 import math
+import re
 import sys
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -16,7 +19,8 @@ from ref import param_shapes  # noqa: E402
 from ref.config import Config  # noqa: E402
 from srnn.config import TrainConfig  # noqa: E402
 from srnn.loop import changed_settings  # noqa: E402
-from srnn.reproduce import RUNS, SWEEP_Z  # noqa: E402
+from ref.errors import ConfigError  # noqa: E402
+from srnn.reproduce import RUNS, SWEEP_Z, run_settings  # noqa: E402
 
 DATASETS = ("jsb", "nottingham", "muse", "piano")
 NAMES = {"jsb": "JSB", "nottingham": "Nottingham", "muse": "Muse", "piano": "Piano"}
@@ -38,9 +42,10 @@ def load_results(directory=HERE):
     now is an error, so no table mixes a stale run in."""
     results = {p.stem: json.loads(p.read_text()) for p in sorted(Path(directory).glob("*.json"))}
     for name, r in results.items():
-        if name not in RUNS:
+        try:
+            config, tc, _ = run_settings(name)
+        except ConfigError:
             sys.exit(f"results/{name}.json: no run of that name (`srnn reproduce --list`)")
-        config, tc, _ = RUNS[name]
         # TrainConfig(**...) fills fields added since with their defaults
         model, training = changed_settings(Config(**r["model"]), TrainConfig(**r["train"]), config, tc)
         changed = training + model + (["epochs"] if r["planned_epochs"] != tc.epochs else [])
@@ -69,6 +74,13 @@ def _iw(r, K, key, sign=1.0):
     return _value(m, key, sign) if m else "–"
 
 
+def _over_seeds(results, name, key="sequence_averaged", sign=1.0):
+    """The test ELBO of run `name` and of its -seed<N> runs: mean ± standard deviation over seeds."""
+    values = [sign * r["test"]["elbo"][key] for n, r in results.items()
+              if n == name or re.fullmatch(re.escape(name) + r"-seed\d+", n)]
+    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} ({len(values)})" if len(values) > 1 else "–"
+
+
 def _paths(r, key="sequence_averaged"):
     """The ELBO averaged over noise paths, ± the standard error of that average over the paths."""
     m = r and r["test"].get("elbo_paths10")
@@ -83,13 +95,13 @@ def _header(title, columns):
 def tables(results):
     out = _header("The paper's setting: srnn2016 data, test ELBO in nats per step, sequence-averaged "
                   "(mean over pieces of L_i / T_i; higher is better)",
-                  ["dataset", "ours: ELBO", "ours: ELBO, 10 paths (± path noise)", "ours: IW K=100", "ours: IW K=1000",
+                  ["dataset", "ours: ELBO", "ours: ELBO over seeds (mean ± sd, n)", "ours: ELBO, 10 paths (± path noise)", "ours: IW K=100", "ours: IW K=1000",
                    "ours: ELBO, frame-weighted", "paper (SRNN)", "seed poster (best z)", "run"])
     for d in DATASETS:
         r = results.get(f"{d}-srnn2016")
         elbo = _value(r["test"]["elbo"]) if r else "–"
         fw = _value(r["test"]["elbo"], "frame_weighted") if r else "–"
-        out.append(f"| {NAMES[d]} | {elbo} | {_paths(r)} | {_iw(r, 100, 'sequence_averaged')} | "
+        out.append(f"| {NAMES[d]} | {elbo} | {_over_seeds(results, f'{d}-srnn2016')} | {_paths(r)} | {_iw(r, 100, 'sequence_averaged')} | "
                    f"{_iw(r, 1000, 'sequence_averaged')} | {fw} | {PAPER_SRNN[d]:.2f} | {POSTER_BEST[d]:.2f} | "
                    f"{_status(r)} |")
     out += _header("The standard splits: boulanger2012 data, negative log-likelihood bounds in nats per frame, "

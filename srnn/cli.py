@@ -155,6 +155,8 @@ def build_parser():
     reproduce.set_defaults(command=_reproduce)
     reproduce.add_argument("name", nargs="?", help="the run, e.g. jsb-srnn2016 (see --list)")
     reproduce.add_argument("--list", action="store_true", help="list the runs and exit")
+    reproduce.add_argument("--seed", type=int, help="train and evaluate the run with this seed instead of its own "
+                                                    "(the result is results/<name>-seed<N>.json)")
     reproduce.add_argument("--epochs", type=int, help="stop before the run's 50 epochs (the result is marked partial)")
     reproduce.add_argument("--iw-samples", type=int, help="K of the test IW bound, instead of the run's (100; 100 and 1000 on JSB srnn2016)")
     reproduce.add_argument("--runs-dir", type=Path, default=Path("runs/paper"), help="(default: runs/paper)")
@@ -175,7 +177,10 @@ def _reproduce(args):
         raise ConfigError("name the run to reproduce (srnn reproduce --list shows them)")
     if args.iw_samples is not None and args.iw_samples < 1:
         raise ConfigError(f"--iw-samples must be at least 1, got {args.iw_samples}")
-    reproduce(args.name, lambda config, dtype: _engine(args, config, dtype, "numba"), args.runs_dir,
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError(f"--seed must be an integer >= 0, got {args.seed}")
+    name = args.name if args.seed is None else f"{args.name}-seed{args.seed}"
+    reproduce(name, lambda config, dtype: _engine(args, config, dtype, "numba"), args.runs_dir,
               args.results_dir, args.data_dir, args.epochs, args.iw_samples, " ".join(["srnn", *sys.argv[1:]]))
 
 

@@ -4,6 +4,7 @@ with the SRNN's data, schedule and evaluation, each one named command that train
 and then writes one result file.
 
     srnn reproduce jsb-srnn2016                  # train, evaluate, write results/jsb-srnn2016.json
+    srnn reproduce jsb-srnn2016-seed1            # the same run with seed 1: results/jsb-srnn2016-seed1.json
     srnn reproduce --list                        # every run's name and settings
 
 The paper's configuration (from its released code): smoothing + Resq, d 300, z 100, a 300,
@@ -21,7 +22,9 @@ per-step conventions with standard errors over pieces; its ELBO is computed by b
 implementations, which must agree. The validation ELBO of the best checkpoint is recorded
 too: choices between runs are made on it, never on test.
 """
+import dataclasses
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -44,6 +47,7 @@ from .rundir import read_history
 PAPER_TRAINING = dict(epochs=50, valid_every=2, dtype="float32", iw_samples=1)  # the IW bound: evaluated below
 SWEEP_Z = (2, 10, 25, 50, 100)
 ELBO_PATHS = 10  # the test ELBO is also averaged over this many noise paths, with its standard error over them
+EXTRA_SEEDS = (1, 2)  # beside seed 0, for each paper-configuration srnn2016 run
 BASELINES = ("vrnn", "rnn")  # docs/model.md §8, §7; the RNN's bounds are its exact log-likelihood (K = 1 is all)
 # JSB's srnn2016 files hold its pieces at twice the time resolution of boulanger2012's (27,200 vs
 # 13,807 training frames); the other corpora hold within 20 % of the same frames in both.
@@ -75,6 +79,10 @@ def _runs():
     jsb = TrainConfig(dataset="jsb", variant="srnn2016", **PAPER_TRAINING)
     runs["jsb-srnn2016-filtering"] = (preset("paper", inference="filtering"), jsb, (100,))
     runs["jsb-srnn2016-no-resq"] = (Config(residual_q=False), jsb, (100,))
+    for dataset in DATASETS:  # the paper's configuration again with other seeds: how much of a number is the seed's
+        config, tc, ks = runs[f"{dataset}-srnn2016"]
+        for seed in EXTRA_SEEDS:
+            runs[f"{dataset}-srnn2016-seed{seed}"] = (config, dataclasses.replace(tc, seed=seed), ks)
     for model in BASELINES:  # the same data, schedule and evaluation as the SRNN's run of each name
         for dataset in DATASETS:
             for variant in ("srnn2016", "boulanger2012"):
@@ -97,9 +105,7 @@ def reproduce(name, engine_factory=None, runs_dir="runs/paper", results_dir="res
     installed: torch is optional), and the result records whether the two agree.
     Returns the result as written.
     """
-    if name not in RUNS:
-        raise ConfigError(f"unknown run {name!r}; `srnn reproduce --list` shows them")
-    config, tc, ks = RUNS[name]
+    config, tc, ks = run_settings(name)
     engine_factory = engine_factory or (lambda c, dtype: make_engine("ref", c, dtype))
     planned = tc.epochs
     if epochs is not None:
@@ -150,6 +156,19 @@ def reproduce(name, engine_factory=None, runs_dir="runs/paper", results_dir="res
     write_artifacts(name, run_dir, results_dir, evaluator)
     print(f"wrote {out}")
     return result
+
+
+def run_settings(name):
+    """(Config, TrainConfig, IW K list) of run `name`: a name of RUNS, or one with -seed<N>
+    appended, the same run trained and evaluated with seed N (its own run directory and result file)."""
+    if name in RUNS:
+        return RUNS[name]
+    base, seed = re.fullmatch(r"(.*?)(?:-seed(\d+))?", name).groups()
+    if base not in RUNS:
+        raise ConfigError(f"unknown run {name!r}; `srnn reproduce --list` shows them (any of them may end in "
+                          f"-seed<N>)")
+    config, tc, ks = RUNS[base]
+    return config, (tc if seed is None else dataclasses.replace(tc, seed=int(seed))), ks
 
 
 def _evaluated(path, config, tc, epochs, best_epoch):

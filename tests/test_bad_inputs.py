@@ -172,6 +172,10 @@ CLI_FLAGS = [
     pytest.param(["reproduce", "jsb-srnn2017"], "jsb-srnn2017", None, id="reproduce-unknown-run"),
     pytest.param(["reproduce", "jsb-srnn2016", "--iw-samples", "0"], "--iw-samples must be at least 1", None,
                  id="reproduce-iw-0"),
+    pytest.param(["reproduce", "jsb-srnn2016", "--seed", "-1"], "--seed must be an integer >= 0", None,
+                 id="reproduce-seed-negative"),
+    pytest.param(["reproduce", "jsb-srnn2099-seed3"], "unknown run 'jsb-srnn2099-seed3'", None,
+                 id="reproduce-unknown-run-with-seed"),
 ]
 
 

@@ -1,5 +1,6 @@
 """`srnn reproduce`: a named run trains, is evaluated by both implementations, and writes a result
 file that results/make_table.py turns into the tables."""
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -91,3 +92,21 @@ def test_a_stale_result_stops_the_tables_and_a_missing_k_is_listed(tmp_path, tin
 def test_unknown_run_is_a_clear_error():
     with pytest.raises(ref.ConfigError, match="srnn reproduce --list"):
         reproduce.reproduce("jsb-bogus")
+
+
+def test_a_run_with_another_seed_is_the_same_run_but_its_seed_and_the_tables_show_the_spread(tmp_path, tiny_run):
+    config, tc, ks = reproduce.run_settings("jsb-srnn2016-seed7")
+    base_config, base_tc, base_ks = reproduce.RUNS["jsb-srnn2016"]
+    assert (config, ks) == (base_config, base_ks) and tc == dataclasses.replace(base_tc, seed=7)
+    sys.path.insert(0, str(ROOT / "results"))
+    import make_table
+
+    results = {name: reproduce.reproduce(name, runs_dir=tmp_path / "runs", results_dir=tmp_path / "results")
+               for name in ("jsb-srnn2016", "jsb-srnn2016-seed7")}
+    assert results["jsb-srnn2016-seed7"]["seed"] == 7
+    elbos = [r["test"]["elbo"]["sequence_averaged"] for r in results.values()]
+    assert elbos[0] != elbos[1], "another seed trains another model"
+    assert make_table.load_results(tmp_path / "results").keys() == results.keys()
+    spread = make_table._over_seeds(results, "jsb-srnn2016")
+    assert spread == f"{sum(elbos) / 2:.2f} ± {abs(elbos[0] - elbos[1]) / 2 ** 0.5:.2f} (2)"
+
