@@ -15,7 +15,7 @@ from autograd.tracer import getval
 from . import fast, model, rnn, vrnn
 from .checks import (check_batch_shapes, check_finite, check_kl_weight, check_param_values, check_params,
                      check_paths_shape, check_state_shape, raise_first_failure, value_checks)
-from .errors import ParamsError
+from .errors import ConfigError, ParamsError
 from .config import check_choice
 from .distributions import bernoulli_log_prob, gaussian_kl, gaussian_log_prob
 from .model import emission, feature_extractor
@@ -62,6 +62,17 @@ def per_step_terms(params, u, x, mask, eps, config, d_0=None, z_0=None, backend=
     return (path.mask * path.log_px).T, (path.mask * path.kl).T
 
 
+def posterior_and_prior(params, u, x, mask, eps, config, d_0=None, z_0=None, backend="numpy"):
+    """Along one sampled path (arguments as `elbo_and_states`): the posterior's and the prior's
+    Gaussians of every step, mu_q, logvar_q, mu_p, logvar_p, each (B, T, z_dim), zero on padded
+    steps; what the ELBO's KL terms are made of, for analysing how each dimension of z is used.
+    The RNN has no z: ConfigError."""
+    if config.model == "rnn":
+        raise ConfigError("the RNN has no stochastic state z_t (docs/model.md §7)")
+    path = _sampled_path(params, u, x, mask, eps, config, d_0, z_0, backend)
+    return tuple(numpy.swapaxes(path.mask[..., None] * v, 0, 1) for v in path.gaussians)
+
+
 class _Path(NamedTuple):
     """One sampled path through the model, time-major: the terms of eq. (6) and the final states."""
     log_px: np.ndarray   # (T, B) log p(x_t | z_t, d_t)
@@ -69,6 +80,7 @@ class _Path(NamedTuple):
     mask: np.ndarray     # (T, B)
     d_last: np.ndarray   # (B, d_dim) d at each T_i
     z_last: np.ndarray   # (B, z_dim) z at each T_i
+    gaussians: tuple = None  # (mu_q, logvar_q, mu_p, logvar_p), each (T, B, z_dim); None for the RNN
 
 
 def _sampled_path(params, u, x, mask, eps, config, d_0, z_0, backend):
@@ -85,12 +97,13 @@ def _sampled_path(params, u, x, mask, eps, config, d_0, z_0, backend):
         h, z, phi_z, mu_p, logvar_p, mu_q, logvar_q = vrnn.sampled_path(
             params, feature_extractor(params, u, config), feature_extractor(params, x, config), eps, d_0, z_0, config)
         log_px = _log_prob(x, vrnn.emission(params, h, phi_z, config), config)
-        return _Path(log_px, gaussian_kl(mu_q, logvar_q, mu_p, logvar_p), mask, h[last], z[last])
+        return _Path(log_px, gaussian_kl(mu_q, logvar_q, mu_p, logvar_p), mask, h[last], z[last],
+                     (mu_q, logvar_q, mu_p, logvar_p))
     d, a = _deterministic_and_inference_states(layers, params, u, x, mask, d_0, config)
     z, mu_p, logvar_p, mu_q, logvar_q = layers.stochastic_layer(params, d, a, eps, z_0, config)
     log_px = emission_log_prob(params, x, d, z, config)                     # (T, B)
     kl = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)                         # (T, B)
-    return _Path(log_px, kl, mask, d[last], z[last])
+    return _Path(log_px, kl, mask, d[last], z[last], (mu_q, logvar_q, mu_p, logvar_p))
 
 
 def log_importance_weights(params, u, x, mask, eps, config, d_0=None, z_0=None, backend="numpy"):

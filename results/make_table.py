@@ -121,6 +121,16 @@ def tables(results):
             r = results.get(f"{d}-srnn2016" if z == 100 else f"{d}-srnn2016-z{z}")
             cells.append(_value(r["test"]["elbo"]) + (" (partial)" if r["partial"] else "") if r else "–")
         out.append(f"| {NAMES[d]} | " + " | ".join(cells) + f" | {POSTER_BEST[d]:.2f} |")
+    out += _header("How much of z is used, over the sweep (srnn2016 test pieces): active units of z_dim "
+                   "(Burda et al.'s Cov_x E_q[z_u] > 0.01) and the KL per step (nats)",
+                   ["dataset", *(f"z = {z}" for z in SWEEP_Z)])
+    for d in DATASETS:
+        cells = []
+        for z in SWEEP_Z:
+            r = results.get(f"{d}-srnn2016" if z == 100 else f"{d}-srnn2016-z{z}")
+            latent = r and r["test"].get("latent")
+            cells.append(f"{latent['active_units']}/{z}, KL {latent['kl_per_step']:.2f}" if latent else "–")
+        out.append(f"| {NAMES[d]} | " + " | ".join(cells) + " |")
     out += _header("Ablations on JSB (srnn2016, test ELBO, sequence-averaged)", ["model", "ELBO", "IW K=100", "run"])
     for name, label in (("jsb-srnn2016", "smoothing + Resq (the paper's)"), ("jsb-srnn2016-filtering", "filtering + Resq"),
                         ("jsb-srnn2016-no-resq", "smoothing, no Resq")):

@@ -38,6 +38,7 @@ from . import checkpoint
 from .config import TrainConfig
 from .data import DATASETS, load_dataset
 from .engine import EngineOptions, make_engine
+from .analysis import latent_usage
 from .evaluation import elbo_over_paths, evaluate
 from .loop import train
 from .music import generate, piano_roll_png, write_midi
@@ -130,6 +131,8 @@ def reproduce(name, engine_factory=None, runs_dir="runs/paper", results_dir="res
         metrics[key] = done[key] if key in done else evaluate(evaluator, test, K, tc.seed)["iw"]
     key = f"elbo_paths{ELBO_PATHS}"
     metrics[key] = done[key] if key in done else elbo_over_paths(evaluator, test, ELBO_PATHS, tc.seed)
+    if config.model != "rnn":  # how many units of z the model uses, and what each costs in KL
+        metrics["latent"] = done.get("latent") or latent_usage(best.params, config, test, tc.seed)
     other = _cross_check_engine("torch" if evaluator.describe()["impl"] == "ref" else "ref", config)
     cross = None
     if other is not None:
@@ -180,7 +183,7 @@ def _evaluated(path, config, tc, epochs, best_epoch):
     r = json.loads(path.read_text())
     same = (Config.from_dict(r["model"]) == config and TrainConfig(**r["train"]) == tc and r["epochs"] == epochs
             and r["best_epoch"] == best_epoch)
-    return {k: v for k, v in r["test"].items() if k.startswith(("iw_K", "elbo_paths"))} if same else {}
+    return {k: v for k, v in r["test"].items() if k.startswith(("iw_K", "elbo_paths", "latent"))} if same else {}
 
 
 def write_artifacts(name, run_dir, results_dir, engine, num_samples=3, length=200, seed=0):

@@ -35,6 +35,7 @@ def test_reproduce_writes_a_complete_result_that_both_implementations_confirm(tm
     assert r["partial"] and r["epochs"] == 2 and r["planned_epochs"] == 3 and r["best_epoch"] == 2
     assert set(r["test"]) >= {"elbo", "iw_K3", "iw_K5", "elbo_paths10"} and r["test"]["iw_K5"]["K"] == 5
     assert r["test"]["elbo_paths10"]["paths"] == 10 and set(r["valid"]) >= {"sequence_averaged", "frame_weighted"}
+    assert len(r["test"]["latent"]["kl_per_dim"]) == TINY.z_dim and r["parameters"] > 0
     assert r["cross_check"]["agree"] and r["cross_check"]["implementations"] == ["ref", "torch"]
     assert r["model"] == TINY.to_dict() and r["train"]["epochs"] == 2 and r["command"] == "srnn reproduce jsb-srnn2016"
     assert (tmp_path / "results" / "jsb-srnn2016_learning_curve.png").exists()
