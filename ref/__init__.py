@@ -9,14 +9,16 @@ nothing else of the project. Data flow: `params` (names, shapes, initialisation)
 The contract's entry points are `Config`, `init_params` and `elbo`.
 """
 from .config import Config, PRESETS, preset
-from .bounds import BACKENDS, elbo, elbo_and_states, iw_bound, log_importance_weights, per_step_terms
+from .bounds import (BACKENDS, elbo, elbo_and_states, iw_bound, log_importance_weights, per_step_terms,
+                     posterior_and_prior)
 from .errors import ConfigError, DataError, InputError, ParamsError, SRNNError
 from .params import init_params, param_shapes
 from .sample import draw_sample_noise, sample
 
 __all__ = [
     "Config", "PRESETS", "preset", "init_params", "param_shapes",
-    "BACKENDS", "elbo", "elbo_and_states", "per_step_terms", "iw_bound", "log_importance_weights",
+    "BACKENDS", "elbo", "elbo_and_states", "per_step_terms", "posterior_and_prior", "iw_bound",
+    "log_importance_weights",
     "sample", "draw_sample_noise",
     "SRNNError", "ConfigError", "DataError", "InputError", "ParamsError",
 ]
