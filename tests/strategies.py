@@ -1,4 +1,5 @@
-"""Shared test inputs: tiny configurations covering every option of the model contract (docs/model.md §4.2), and random batches."""
+"""Shared test inputs: tiny configurations covering every model and every option of the model contract
+(docs/model.md §4.2, §7.2, §8.2), and random batches."""
 import numpy as np
 
 import ref
@@ -16,7 +17,14 @@ CONFIGS = {
     "gaussian-deep": ref.Config(**TINY, emission="gaussian", embed_layers=2, mlp_layers=2, inference="filtering"),
     "no-layers": ref.Config(**TINY, embed_layers=0, mlp_layers=0, residual_q=False),
     "size-one": ref.Config(x_dim=1, d_dim=1, z_dim=1, a_dim=1, h_dim=1),
+    # the baselines (docs/model.md §7, §8)
+    "vrnn": ref.Config(**TINY, model="vrnn"),
+    "vrnn-gaussian-deep": ref.Config(**TINY, model="vrnn", emission="gaussian", embed_layers=2, mlp_layers=2),
+    "vrnn-no-layers": ref.Config(**TINY, model="vrnn", embed_layers=0, mlp_layers=0),
+    "rnn": ref.Config(**TINY, model="rnn"),
+    "rnn-gaussian-no-layers": ref.Config(**TINY, model="rnn", emission="gaussian", embed_layers=0, mlp_layers=0),
 }
+SRNN_CONFIGS = [name for name, c in CONFIGS.items() if c.model == "srnn"]
 
 
 def random_mask(rng, B, T):
@@ -64,10 +72,11 @@ def stream_dataset(streams=4, chunks=3, T=10, seed=0):
 
 from hypothesis import strategies as st  # noqa: E402  (the plain helpers above need no hypothesis)
 
-from ref.config import EMISSION, INFERENCE  # noqa: E402
+from ref.config import EMISSION, INFERENCE, MODELS  # noqa: E402
 
 configs = st.builds(
     ref.Config,
+    model=st.sampled_from(MODELS),
     x_dim=st.integers(1, 5), d_dim=st.integers(1, 4), z_dim=st.integers(1, 3), a_dim=st.integers(1, 4),
     h_dim=st.integers(1, 5), embed_layers=st.integers(0, 2), mlp_layers=st.integers(0, 2),
     inference=st.sampled_from(INFERENCE), residual_q=st.booleans(), emission=st.sampled_from(EMISSION),

@@ -1,8 +1,8 @@
-"""torch_impl.SRNN computes what ref computes: the ELBO and every gradient, carried states,
-the IW bound, sampling, checkpoints both ways, in float64 to round-off and in float32 as
-accurately as ref; padding changes nothing. On a CUDA GPU (when there is one): the same in
-float64 and float32, and a bf16 autocast ELBO close to float32. Bad input fails as ref fails:
-tests/test_bad_inputs.py."""
+"""torch_impl's models (the SRNN, the VRNN, the RNN: `model_for(config)`) compute what ref computes:
+the ELBO and every gradient, carried states, the IW bound, sampling, checkpoints both ways, in float64
+to round-off and in float32 as accurately as ref; padding changes nothing. On a CUDA GPU (when there
+is one): the same in float64 and float32, and a bf16 autocast ELBO close to float32. Bad input fails
+as ref fails: tests/test_bad_inputs.py."""
 import autograd
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ import ref  # noqa: E402
 from srnn import checkpoint  # noqa: E402
 from tests.strategies import CONFIGS, perturbed_params, problems, random_batch  # noqa: E402
 from tests.test_fast import finite, value_and_grad, worst_relative_difference  # noqa: E402
-from torch_impl import SRNN  # noqa: E402
+from torch_impl import MODELS, model_for  # noqa: E402
 from torch_impl.model import contract_name  # noqa: E402
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -22,8 +22,8 @@ EPS32 = np.finfo(np.float32).eps
 
 
 def module(config, params, dtype=torch.float64, device="cpu"):
-    """SRNN(config) in `dtype` on `device`, holding `params` (contract names)."""
-    return SRNN(config).to(device=device, dtype=dtype).load_params(params)
+    """The module of config.model in `dtype` on `device`, holding `params` (contract names)."""
+    return model_for(config).to(device=device, dtype=dtype).load_params(params)
 
 
 def tensors(model, *arrays):
@@ -112,7 +112,8 @@ def test_torch_in_float32_is_as_accurate_as_ref_in_float32(problem):
     assert_float32_as_accurate_as_ref(reference, L_t, g_t)
 
 
-@pytest.mark.parametrize("name", ["paper-options", "filtering", "gaussian-deep", "no-layers"])
+@pytest.mark.parametrize("name", ["paper-options", "filtering", "gaussian-deep", "no-layers",
+                                  "vrnn", "vrnn-gaussian-deep", "rnn", "rnn-gaussian-no-layers"])
 def test_torch_carries_initial_and_final_states_like_ref(name):
     """elbo_and_states from given (d_0, z_0): L, d_{T_i} and z_{T_i} agree, and so does the
     gradient of Σ L + r_d·d_last + r_z·z_last for every parameter (the final states enter the
@@ -152,6 +153,8 @@ def test_torch_carries_initial_and_final_states_like_ref(name):
 @pytest.mark.parametrize("name, K, with_states", [
     ("paper-options", 1, False), ("paper-options", 4, True), ("no-layers", 4, False),
     ("gaussian", 4, False), ("filtering-no-layers", 1, False),
+    ("vrnn", 1, False), ("vrnn", 4, True), ("vrnn-gaussian-deep", 4, False), ("vrnn-no-layers", 4, True),
+    ("rnn", 4, True), ("rnn-gaussian-no-layers", 1, False),
 ])
 def test_torch_iw_bound_log_weights_and_gradient_match_ref(name, K, with_states):
     config = CONFIGS[name]
@@ -181,6 +184,8 @@ def test_torch_iw_bound_log_weights_and_gradient_match_ref(name, K, with_states)
 @pytest.mark.parametrize("name, primer", [
     ("paper-options", False), ("paper-options", True), ("no-resq", True),
     ("gaussian", False), ("gaussian-deep", True), ("size-one", True),
+    ("vrnn", False), ("vrnn", True), ("vrnn-gaussian-deep", True), ("vrnn-no-layers", False),
+    ("rnn", True), ("rnn-gaussian-no-layers", False),
 ])
 def test_torch_sampler_draws_the_pieces_ref_draws_from_the_same_noise(name, primer):
     """Same draws in, same piece out: Bernoulli x bit for bit (a note flips only if σ(l) and
@@ -207,36 +212,48 @@ def test_torch_sampler_draws_the_pieces_ref_draws_from_the_same_noise(name, prim
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_torch_initialises_as_ref_init_params(name):
-    """SRNN(config, seed) holds ref.init_params(config, seed), rounded to the module's dtype
-    (torch's default, float32) and nothing else; names and shapes are the contract's (docs/model.md §4.6)."""
+    """model_for(config, seed) holds ref.init_params(config, seed), rounded to the module's dtype
+    (torch's default, float32) and nothing else; names, shapes and their order are the contract's
+    (docs/model.md §4.6, §7.4, §8.5)."""
     config = CONFIGS[name]
     for seed in (0, 7):
-        exported, expected = SRNN(config, seed).export_params(), ref.init_params(config, seed)
-        assert set(exported) == set(expected)
+        exported, expected = model_for(config, seed).export_params(), ref.init_params(config, seed)
+        assert list(exported) == list(ref.param_shapes(config))
         for k, v in expected.items():
             assert exported[k].dtype == np.float32 and exported[k].shape == v.shape, k
             np.testing.assert_array_equal(exported[k], v.astype(np.float32), err_msg=k)
 
 
-@pytest.mark.parametrize("name", ["paper-options", "gaussian-deep", "filtering-no-layers"])
+def test_model_for_builds_the_class_of_config_model_and_each_class_refuses_another_model():
+    """The factory dispatches on config.model; a class built from another model's config is a ConfigError."""
+    for config in (CONFIGS["paper-options"], CONFIGS["vrnn"], CONFIGS["rnn"]):
+        assert type(model_for(config)) is MODELS[config.model]
+        for other in set(MODELS) - {config.model}:
+            with pytest.raises(ref.ConfigError, match=f"computes model '{other}', the config asks for "
+                                                      f"'{config.model}'"):
+                MODELS[other](config)
+
+
+@pytest.mark.parametrize("name", ["paper-options", "gaussian-deep", "filtering-no-layers", "vrnn-gaussian-deep",
+                                  "rnn"])
 def test_ref_checkpoint_loads_into_torch_and_exports_unchanged(tmp_path, name):
     config = CONFIGS[name]
     params = perturbed_params(config, seed=8)
     checkpoint.save(tmp_path / "ref.npz", params, config)
     loaded = checkpoint.load(tmp_path / "ref.npz")
-    exported = SRNN(loaded.config).double().load_params(loaded.params).export_params()
+    exported = model_for(loaded.config).double().load_params(loaded.params).export_params()
     assert loaded.config == config and set(exported) == set(params)
     for k, v in params.items():
         assert exported[k].dtype == np.float64, k
         np.testing.assert_array_equal(exported[k], v, err_msg=k)
 
 
-@pytest.mark.parametrize("name", ["paper-options", "gaussian", "no-layers"])
+@pytest.mark.parametrize("name", ["paper-options", "gaussian", "no-layers", "vrnn", "rnn-gaussian-no-layers"])
 def test_torch_checkpoint_loads_into_ref_with_the_same_elbo(tmp_path, name):
     """A module trained away from its initialisation (here: seeded noise added in torch),
     exported, saved and loaded by ref, has the ELBO torch computes, and the same parameters."""
     config = CONFIGS[name]
-    model = SRNN(config, seed=9).double()
+    model = model_for(config, seed=9).double()
     generator = torch.Generator().manual_seed(10)
     with torch.no_grad():
         for p in model.parameters():
@@ -254,7 +271,8 @@ def test_torch_checkpoint_loads_into_ref_with_the_same_elbo(tmp_path, name):
 # Padding and bad input
 # ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["paper-options", "filtering", "gaussian", "no-layers"])
+@pytest.mark.parametrize("name", ["paper-options", "filtering", "gaussian", "no-layers", "vrnn",
+                                  "vrnn-gaussian-deep", "rnn", "rnn-gaussian-no-layers"])
 def test_torch_padded_steps_change_nothing(name):
     """Any finite values of u, x, eps at mask = 0 leave the ELBO, every gradient and the IW
     log-weights bit for bit as they are."""
@@ -280,7 +298,7 @@ def test_torch_padded_steps_change_nothing(name):
 # CUDA (skipped without a GPU)
 # ---------------------------------------------------------------------------------------
 
-CUDA_CONFIGS = ["paper-options", "filtering", "gaussian-deep", "no-layers"]
+CUDA_CONFIGS = ["paper-options", "filtering", "gaussian-deep", "no-layers", "vrnn", "vrnn-gaussian-deep", "rnn"]
 
 
 @pytest.fixture
@@ -331,9 +349,11 @@ def test_cuda_float32_is_as_accurate_as_ref_in_float32(name, full_float32_on_cud
     assert_float32_as_accurate_as_ref(float32_reference(params, batch, config), L_t, g_t)
 
 
-BF16_CASES = {  # name -> (config, its parameters): two tiny models, and a fresh one at piano-roll width
+BF16_CASES = {  # name -> (config, its parameters): tiny models (SRNN, VRNN, RNN), and a fresh SRNN at piano-roll width
     "paper-options": (CONFIGS["paper-options"], lambda c: perturbed_params(c, seed=22, scale=0.1)),
     "gaussian-deep": (CONFIGS["gaussian-deep"], lambda c: perturbed_params(c, seed=22, scale=0.1)),
+    "vrnn": (CONFIGS["vrnn"], lambda c: perturbed_params(c, seed=22, scale=0.1)),
+    "rnn": (CONFIGS["rnn"], lambda c: perturbed_params(c, seed=22, scale=0.1)),
     "small-preset": (ref.preset("small", x_dim=88), lambda c: ref.init_params(c, 22)),
 }
 

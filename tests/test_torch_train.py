@@ -1,5 +1,6 @@
-"""torch_impl behind the project's trainer: the same steps as ref's, runs that resume on the
-other implementation, data-parallel training equal to one process, and the CLI's --impl torch."""
+"""torch_impl behind the project's trainer: the same steps as ref's (for every model), runs that resume
+on the other implementation, data-parallel training equal to one process, and the CLI's --impl torch."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 import ref
+from ref.config import MODELS
 from srnn import checkpoint, cli, evaluation, loop, music, rundir
 from srnn.config import TrainConfig
 from srnn.engine import RefEngine
@@ -19,6 +21,7 @@ from torch_impl.engine import TorchEngine  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 TINY = ref.Config(x_dim=88, d_dim=4, z_dim=2, a_dim=4, h_dim=8, embed_layers=1, mlp_layers=1)
+TINY_MODELS = {model: dataclasses.replace(TINY, model=model) for model in MODELS}  # TINY of every model
 TINY_FLAGS = ["--preset", "small", "--d-dim", "4", "--z-dim", "2", "--a-dim", "4", "--h-dim", "8",
               "--embed-layers", "1", "--mlp-layers", "1"]
 # round-off of two float64 implementations, grown through a few dozen Adam steps
@@ -38,13 +41,15 @@ def assert_same_params(a, b):
         np.testing.assert_allclose(a[name], b[name], rtol=RTOL, atol=ATOL, err_msg=name)
 
 
-def test_torch_trainer_takes_the_steps_of_the_ref_trainer(tmp_path, stream_data):
+@pytest.mark.parametrize("model", list(TINY_MODELS))
+def test_torch_trainer_takes_the_steps_of_the_ref_trainer(tmp_path, stream_data, model):
     """Same seed, same data order and noise, same Adam: the same parameters after two epochs of
     the stream layout (states carried across batches), the same metrics along the way."""
+    config = TINY_MODELS[model]
     tc = TrainConfig(epochs=2, batch_size=4, iw_samples=3, lr=3e-3, kl_anneal_epochs=2, lr_decay_start=1)
     metrics = {
-        "ref": loop.train(tmp_path / "ref", TINY, tc),
-        "torch": loop.train(tmp_path / "torch", TINY, tc, engine=TorchEngine(TINY, device="cpu")),
+        "ref": loop.train(tmp_path / "ref", config, tc),
+        "torch": loop.train(tmp_path / "torch", config, tc, engine=TorchEngine(config, device="cpu")),
     }
     assert_same_params(checkpoint.load(tmp_path / "ref" / "last.npz").params,
                        checkpoint.load(tmp_path / "torch" / "last.npz").params)
@@ -57,11 +62,13 @@ def test_torch_trainer_takes_the_steps_of_the_ref_trainer(tmp_path, stream_data)
     assert saved["implementation"]["impl"] == "torch" and saved["implementation"]["processes"] == 1
 
 
-def test_a_run_resumes_on_the_other_implementation(tmp_path, stream_data):
+@pytest.mark.parametrize("model", list(TINY_MODELS))
+def test_a_run_resumes_on_the_other_implementation(tmp_path, stream_data, model):
+    config = TINY_MODELS[model]
     tc1, tc2 = (TrainConfig(epochs=n, batch_size=4, iw_samples=1, lr=3e-3) for n in (1, 2))
-    loop.train(tmp_path / "straight", TINY, tc2)
-    loop.train(tmp_path / "switched", TINY, tc1, engine=TorchEngine(TINY, device="cpu"))
-    loop.train(tmp_path / "switched", TINY, tc2, resume=True)  # the second epoch on ref
+    loop.train(tmp_path / "straight", config, tc2)
+    loop.train(tmp_path / "switched", config, tc1, engine=TorchEngine(config, device="cpu"))
+    loop.train(tmp_path / "switched", config, tc2, resume=True)  # the second epoch on ref
     straight, switched = (checkpoint.load(tmp_path / run / "last.npz") for run in ("straight", "switched"))
     assert_same_params(straight.params, switched.params)
     assert_same_params(straight.state["adam"]["v"], switched.state["adam"]["v"])
@@ -76,9 +83,11 @@ def test_torch_engine_meets_the_engine_protocol_and_is_made_by_the_registry():
     assert engine.describe()["impl"] == "torch" and engine.describe()["device"] == "cpu"
 
 
-def test_evaluation_and_sampling_agree_between_the_implementations(stream_data):
-    params = {k: v + 0.1 for k, v in ref.init_params(TINY, 3).items()}
-    engines = {"ref": RefEngine(TINY).load(params), "torch": TorchEngine(TINY, device="cpu").load(params)}
+@pytest.mark.parametrize("model", list(TINY_MODELS))
+def test_evaluation_and_sampling_agree_between_the_implementations(stream_data, model):
+    config = TINY_MODELS[model]
+    params = {k: v + 0.1 for k, v in ref.init_params(config, 3).items()}
+    engines = {"ref": RefEngine(config).load(params), "torch": TorchEngine(config, device="cpu").load(params)}
     m = {name: evaluation.evaluate(e, stream_data.test, 5, seed=2) for name, e in engines.items()}
     for key in ("elbo", "iw"):
         for metric in ("sequence_averaged", "frame_weighted", "sequence_averaged_se"):

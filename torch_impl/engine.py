@@ -1,6 +1,7 @@
-"""torch_impl's engine: the SRNN module and Adam's state on a CPU, a GPU or several processes,
-for the project's one training loop (srnn.loop, which drives it through the `Engine` protocol
-of srnn.engine; torch_impl itself imports nothing of the application).
+"""torch_impl's engine: a model's module (`model_for(config)`: the SRNN, the VRNN or the RNN) and Adam's
+state on a CPU, a GPU or several processes, for the project's one training loop (srnn.loop, which
+drives it through the `Engine` protocol of srnn.engine; torch_impl itself imports nothing of the
+application).
 
 The loop keeps the data order, the noise (drawn with NumPy, so a seed gives the same run on
 either implementation), the schedules and the run directory; the engine holds the module
@@ -26,11 +27,12 @@ from torch.nn.parallel import DistributedDataParallel
 from ref.errors import ConfigError
 from ref.optim import adam_init, adam_update, clip_gradients
 
-from .model import SRNN, contract_name
+from . import model_for
+from .model import contract_name
 
 
 class TorchEngine:
-    """torch_impl's engine for srnn.loop: an SRNN module and Adam's state on `device`.
+    """torch_impl's engine for srnn.loop: the module of `config.model` and Adam's state on `device`.
 
     config: the model's Config; dtype: "float64" or "float32" (parameters and arithmetic);
     device: "cpu", "cuda", "cuda:1", ... (default: cuda when available, else cpu);
@@ -46,7 +48,7 @@ class TorchEngine:
         self.device = _device(device, data_parallel)
         self.rank, self.world = _join_process_group(self.device) if data_parallel else (0, 1)
         self.is_main = self.rank == 0
-        self.model = SRNN(config).to(self.device, getattr(torch, dtype))
+        self.model = model_for(config).to(self.device, getattr(torch, dtype))
         self.named = {contract_name(key): p for key, p in self.model.named_parameters()}
         # DistributedDataParallel averages the gradients of the processes during backward()
         self.step_model = (DistributedDataParallel(self.model, device_ids=None if self.device.type == "cpu"

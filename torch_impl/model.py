@@ -1,8 +1,9 @@
-"""The SRNN of docs/model.md §4 in PyTorch: the generative model (eq. 1–2), the inference network
-(eq. 3, 5), the ELBO (eq. 4, 6, 7), the importance-weighted bound and ancestral sampling.
+"""The models of docs/model.md in PyTorch: what they share (`SequenceModel`), and the SRNN of §4: the
+generative model (eq. 1–2), the inference network (eq. 3, 5), the ELBO (eq. 4, 6, 7), the
+importance-weighted bound and ancestral sampling. The RNN (§7) and the VRNN (§8) are in rnn.py and vrnn.py.
 
-It computes exactly what `ref/` computes (tests/test_torch.py checks the ELBO and every
-gradient against it); it differs only in how the work is laid out, for speed:
+They compute exactly what `ref/` computes (tests/test_torch.py checks the ELBO and every
+gradient against it); the SRNN differs only in how the work is laid out, for speed:
 - the two GRUs are `torch.nn.GRU` (cuDNN on a GPU); the backward GRU of the inference
   network runs forwards over each sequence's valid prefix reversed in place, so every
   sequence starts from its own last valid step T_i with a_{T_i+1} = 0;
@@ -17,8 +18,9 @@ float32, it saved 8% of a forward + backward pass (0.82 s against 0.89 s) for 45
 compilation per process, and it recompiles for every new batch shape.
 
 Modules are named so that a state-dict key maps to the contract's parameter name (docs/model.md §4.6) by renaming
-its last part (`prior_mu.0.weight` → `prior_mu.0.W`, `gru_d.weight_ih_l0` → `gru_d.W_ih`).
-Public tensors are batch-first as the contract fixes (docs/model.md §2); the loop over time is time-major.
+its last part (`prior_mu.0.weight` → `prior_mu.0.W`, `gru_d.weight_ih_l0` → `gru_d.W_ih`, `gru_h.weight_ih` →
+`gru_h.W_ih`). Public tensors are batch-first as the contract fixes (docs/model.md §2); the loops over time are
+time-major.
 """
 import math
 
@@ -31,12 +33,13 @@ from ref.checks import (check_batch_shapes, check_config, check_finite, check_kl
                         check_params, check_paths_shape, check_sample_shapes, check_state_shape, raise_first_failure,
                         value_checks)
 from ref.config import Config
+from ref.errors import ConfigError
 from ref.params import Z_MLPS, a_width, init_params
 
-# state-dict attribute name -> the contract's suffix
-_CONTRACT_SUFFIX = {"weight": "W", "bias": "b", "weight_ih_l0": "W_ih", "weight_hh_l0": "W_hh",
-                "bias_ih_l0": "b_ih", "bias_hh_l0": "b_hh"}
-_TORCH_SUFFIX = {spec: attr for attr, spec in _CONTRACT_SUFFIX.items()}
+# state-dict attribute name -> the contract's suffix (nn.Linear; nn.GRU's one layer; nn.GRUCell)
+_CONTRACT_SUFFIX = {"weight": "W", "bias": "b",
+                    "weight_ih_l0": "W_ih", "weight_hh_l0": "W_hh", "bias_ih_l0": "b_ih", "bias_hh_l0": "b_hh",
+                    "weight_ih": "W_ih", "weight_hh": "W_hh", "bias_ih": "b_ih", "bias_hh": "b_hh"}
 
 
 def clipped_leaky_relu(v, clip):
@@ -65,7 +68,7 @@ def gaussian_kl(mu_q, logvar_q, mu_p, logvar_p):
                   + (mu_q - mu_p) ** 2 * torch.exp(-logvar_p) - 1.0).sum(-1)
 
 
-def _dense_stack(n_in, width, num_layers):
+def dense_stack(n_in, width, num_layers):
     """Layers "0" … "k−1" of a hidden stack (Linear, W of shape (out, in) as the contract's)."""
     layers = {}
     for k in range(num_layers):
@@ -73,36 +76,77 @@ def _dense_stack(n_in, width, num_layers):
     return layers, n_in
 
 
-class SRNN(nn.Module):
-    """The SRNN of docs/model.md §4 as an nn.Module, initialised as `ref.init_params(config, seed)`.
+def split_first_layers(mlps, n_left, num_layers):
+    """The first layers of MLPs that act on one concatenation [v, w], v of width n_left, split for a
+    loop over time that computes one of the two parts for all steps first.
 
-    (in torch's default dtype: for the exact float64 values, `.double().load_params(init_params(...))`)
-
-    config: a `ref.Config`. Move it with `.to(device, dtype)` like any module.
-    Entry points: `elbo`, `elbo_and_states` (truncated BPTT), `log_importance_weights`,
-    `iw_bound`, `sample`; `load_params` / `export_params` under the contract's names (docs/model.md §4.6).
+    Returns (W_v, W_w, b): the parts acting on v and on w, and the biases, each concatenated
+    over the MLPs (rows of MLP i together); with num_layers = 0 the first layer is `out`.
     """
+    first = [m["0" if num_layers else "out"] for m in mlps]
+    W_v = torch.cat([layer.weight[:, :n_left] for layer in first])
+    W_w = torch.cat([layer.weight[:, n_left:] for layer in first])
+    return W_v, W_w, torch.cat([layer.bias for layer in first])
+
+
+def stacked_later_layers(mlps, num_layers):
+    """The layers of MLPs of one shape after their first (hidden 1 … k−1, then out), as
+    [(W (m, in, out), b (m, 1, out))] for batched products; empty when num_layers = 0."""
+    rest = [str(k) for k in range(1, num_layers)] + (["out"] if num_layers else [])
+    return [(torch.stack([m[k].weight.T for m in mlps]), torch.stack([m[k].bias[None] for m in mlps])) for k in rest]
+
+
+def run_later_layers(pre, num_mlps, stacked, clip):
+    """m MLPs from their first layers' outputs side by side, pre (B, m·width), through their
+    `stacked_later_layers`. Returns (m, B, out)."""
+    out = pre.view(pre.shape[0], num_mlps, -1).transpose(0, 1)  # (m, B, width)
+    for W, b in stacked:
+        out = torch.baddbmm(b, clipped_leaky_relu(out, clip), W)
+    return out
+
+
+def at_last_steps(v, lengths):
+    """v_{T_i} of each row: (B, T, ·) -> (B, ·)."""
+    return v[torch.arange(len(lengths), device=v.device), lengths - 1]
+
+
+def tile_paths(v, K):
+    """(B, ...) -> (K·B, ...), path k in rows kB … kB+B−1 (as ref lays out the IW bound's paths)."""
+    return v.repeat(K, *([1] * (v.dim() - 1)))
+
+
+class SequenceModel(nn.Module):
+    """What every model of docs/model.md shares as an nn.Module, initialised as `ref.init_params(config, seed)`
+    (in torch's default dtype: for the exact float64 values, `.double().load_params(init_params(...))`).
+
+    config: a `ref.Config` of this class's `config.model`. Move it with `.to(device, dtype)` like any module.
+    Entry points (docs/model.md §6): `elbo`, `elbo_and_states` (truncated BPTT), `log_importance_weights`,
+    `iw_bound`, `sample`; `load_params` / `export_params` under the contract's names (docs/model.md §4.6).
+    A model adds its modules after `embed` in `_add_modules`, in `ref.param_shapes` order, and defines
+    `_elbo_terms`, `_log_weights` and `_sample_step`.
+    """
+
+    MODEL = None  # the config.model this class computes
 
     def __init__(self, config: Config, seed: int = 0):
         check_config(config)
+        if config.model != self.MODEL:
+            raise ConfigError(f"{type(self).__name__} computes model {self.MODEL!r}, the config asks for "
+                              f"{config.model!r} (torch_impl.model_for(config) builds the right one)")
         super().__init__()
         c = self.config = config
-        self.embed = nn.ModuleDict(_dense_stack(c.x_dim, c.h_dim, c.embed_layers)[0])
-        self.gru_d = nn.GRU(c.e_dim, c.d_dim, batch_first=True)
-        if c.inference == "smoothing":
-            self.gru_a = nn.GRU(c.d_dim + c.e_dim, c.a_dim, batch_first=True)
-        else:
-            self.filter = nn.ModuleDict(_dense_stack(c.d_dim + c.e_dim, c.a_dim, c.mlp_layers)[0])
-        for name in Z_MLPS:  # the prior's MLPs condition on [d_t, z_{t−1}], the posterior's on [a_t, z_{t−1}]
-            n_cond = c.d_dim if name.startswith("prior") else a_width(c)
-            setattr(self, name, self._mlp(n_cond + c.z_dim, {"out": c.z_dim}))
-        self.emit = self._mlp(c.d_dim + c.z_dim, {"out": c.x_dim} if c.emission == "bernoulli"
-                              else {"mu": c.x_dim, "logvar": c.x_dim})
+        self.embed = nn.ModuleDict(dense_stack(c.x_dim, c.h_dim, c.embed_layers)[0])
+        self._add_modules()
         self.load_params(init_params(config, seed))
 
     def _mlp(self, n_in, heads):
-        layers, n_hidden = _dense_stack(n_in, self.config.h_dim, self.config.mlp_layers)
+        layers, n_hidden = dense_stack(n_in, self.config.h_dim, self.config.mlp_layers)
         return nn.ModuleDict({**layers, **{name: nn.Linear(n_hidden, n_out) for name, n_out in heads.items()}})
+
+    def _emission_mlp(self, n_in):
+        """The `emit` MLP on n_in inputs: its `out` head (Bernoulli), or `mu` and `logvar` (Gaussian)."""
+        c = self.config
+        return self._mlp(n_in, {"out": c.x_dim} if c.emission == "bernoulli" else {"mu": c.x_dim, "logvar": c.x_dim})
 
     # -----------------------------------------------------------------------------------
     # Parameters under the contract's names (docs/model.md §4.6)
@@ -112,21 +156,20 @@ class SRNN(nn.Module):
         """Every parameter under its contract name, as float NumPy arrays on the CPU."""
         return {contract_name(key): value.detach().cpu().numpy().copy() for key, value in self.named_parameters()}
 
-    def load_params(self, mapping) -> "SRNN":
+    def load_params(self, mapping) -> "SequenceModel":
         """Copy parameters (NumPy arrays or tensors under the contract's names) into the module,
         in its own dtype and device; names and shapes must be exactly this config's."""
         check_params(mapping, self.config)
         mapping = {name: value if torch.is_tensor(value) else np.asarray(value) for name, value in mapping.items()}
         check_param_values(mapping)
-        own = dict(self.named_parameters())
+        own = {contract_name(key): p for key, p in self.named_parameters()}
         with torch.no_grad():
             for name, value in mapping.items():
-                target = own[torch_name(name)]
-                target.copy_(torch.as_tensor(value).to(dtype=target.dtype, device=target.device))
+                own[name].copy_(torch.as_tensor(value).to(dtype=own[name].dtype, device=own[name].device))
         return self
 
     # -----------------------------------------------------------------------------------
-    # Building blocks
+    # Building blocks (docs/model.md §3)
     # -----------------------------------------------------------------------------------
 
     def _hidden_stack(self, layers, v, num_layers):
@@ -135,102 +178,33 @@ class SRNN(nn.Module):
             v = clipped_leaky_relu(layers[str(k)](v), self.config.clip)
         return v
 
+    def _mlp_forward(self, layers, v):
+        return layers["out"](self._hidden_stack(layers, v, self.config.mlp_layers))
+
     def feature_extractor(self, v):
         """e(v): the `embed` hidden stack shared by u_t and x_t. (..., x_dim) -> (..., e_dim)"""
         return self._hidden_stack(self.embed, v, self.config.embed_layers)
 
-    def emission(self, d, z):
-        """Emission p(x_t | z_t, d_t) — eq. (1): logits (Bernoulli) or (mu, logvar) (Gaussian)."""
-        h = self._hidden_stack(self.emit, torch.cat([d, z], -1), self.config.mlp_layers)
-        if self.config.emission == "bernoulli":
-            return self.emit["out"](h)
-        return self.emit["mu"](h), variance_head(self.emit["logvar"](h), self.config.var_floor)
-
-    def emission_log_prob(self, x, d, z):
-        """log p(x_t | z_t, d_t) for every step at once — eq. (1). (..., x_dim) -> (...)"""
-        if self.config.emission == "bernoulli":
-            return bernoulli_log_prob(x, self.emission(d, z))
-        return gaussian_log_prob(x, *self.emission(d, z))
-
-    # -----------------------------------------------------------------------------------
-    # The recurrences
-    # -----------------------------------------------------------------------------------
-
     def deterministic_layer(self, e_u, d_0):
-        """Deterministic states d_t = GRU_d(d_{t−1}, e(u_t)) — eq. (2).
+        """Deterministic states d_t = GRU_d(d_{t−1}, e(u_t)) — eq. (2), the RNN's eq. (R1) (the models with `gru_d`).
 
         e_u: (B, T, e_dim); d_0: (B, d_dim). Returns d: (B, T, d_dim).
         """
         return self.gru_d(e_u, d_0[None].contiguous())[0]
 
-    def inference_network(self, d, e_x, lengths):
-        """The states a_t of q(z_t | z_{t−1}, a_t) — eq. (5).
+    def emission(self, v):
+        """The emission head on what the model's emission conditions on, v (docs/model.md §3):
+        logits (Bernoulli) or (mu, logvar) (Gaussian)."""
+        h = self._hidden_stack(self.emit, v, self.config.mlp_layers)
+        if self.config.emission == "bernoulli":
+            return self.emit["out"](h)
+        return self.emit["mu"](h), variance_head(self.emit["logvar"](h), self.config.var_floor)
 
-        smoothing: a_t = GRU_a(a_{t+1}, [d_t, e(x_t)]) backwards from each T_i with
-        a_{T_i+1} = 0: each valid prefix is reversed in place, run forwards, and reversed back.
-        filtering: the `filter` hidden stack on [d_t, e(x_t)].
-        d: (B, T, d_dim); e_x: (B, T, e_dim); lengths: (B,) T_i. Returns a: (B, T, a_width).
-        """
-        v = torch.cat([d, e_x], -1)  # (B, T, d_dim + e_dim)
-        if self.config.inference == "filtering":
-            return self._hidden_stack(self.filter, v, self.config.mlp_layers)
-        T = v.shape[1]
-        t = torch.arange(T, device=v.device)
-        # row i: T_i − 1 … 0 on its valid prefix, then the padded steps where they are (an involution)
-        order = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)[..., None]  # (B, T, 1)
-        a_reversed = self.gru_a(v.gather(1, order.expand_as(v)))[0]
-        return a_reversed.gather(1, order.expand_as(a_reversed))
-
-    def _z_step_weights(self, n_prior, n_post):
-        """The four prior / posterior MLPs split for the loop over time.
-
-        Returns (cond_prior, cond_post, W_z, stacked): the first layers' parts acting on
-        d_t (cond_prior: (W, b) of the two prior MLPs, concatenated) and on a_t
-        (cond_post), their z_{t−1} parts as one matrix W_z (4·width, z_dim), and the
-        remaining layers (hidden 1 … k−1, then out) of the four MLPs as stacked
-        (W (4, in, out), b (4, 1, out)) for batched products. With mlp_layers = 0 the
-        first layer is the output layer and `stacked` is empty.
-        """
-        mlps = [getattr(self, name) for name in Z_MLPS]
-        first = "0" if self.config.mlp_layers else "out"
-        W = [m[first].weight for m in mlps]
-        b = [m[first].bias for m in mlps]
-        cond_prior = (torch.cat([W[0][:, :n_prior], W[1][:, :n_prior]]), torch.cat(b[:2]))
-        cond_post = (torch.cat([W[2][:, :n_post], W[3][:, :n_post]]), torch.cat(b[2:]))
-        W_z = torch.cat([W[0][:, n_prior:], W[1][:, n_prior:], W[2][:, n_post:], W[3][:, n_post:]])
-        rest = [str(k) for k in range(1, self.config.mlp_layers)] + (["out"] if self.config.mlp_layers else [])
-        stacked = [(torch.stack([m[k].weight.T for m in mlps]), torch.stack([m[k].bias[None] for m in mlps]))
-                   for k in rest]
-        return cond_prior, cond_post, W_z, stacked
-
-    def stochastic_layer(self, d, a, eps, z_0):
-        """One sampled path z_{1:T} ~ Π_t q(z_t | z_{t−1}, a_t), with the prior at each step — eq. (5)–(7).
-
-        Prior p(z_t | z_{t−1}, d_t) = N(mu_p, exp(logvar_p)), posterior q(z_t | z_{t−1}, a_t)
-        = N(mu_q, exp(logvar_q)) (mu_q = mu_p + MLP output with Resq), z_t = mu_q +
-        exp(logvar_q / 2) ⊙ eps_t.
-        d: (B, T, d_dim); a: (B, T, a_width); eps: (B, T, z_dim); z_0: (B, z_dim).
-        Returns z, mu_p, logvar_p, mu_q, logvar_q, each (B, T, z_dim).
-        """
-        c = self.config
-        (W_d, b_d), (W_a, b_a), W_z, stacked = self._z_step_weights(d.shape[-1], a.shape[-1])
-        # the parts of the first layers that do not depend on z, for all steps, split into steps
-        # with unbind (whose backward stacks once; indexing cond[t] would add T full-size gradients)
-        cond = torch.cat([F.linear(d, W_d, b_d), F.linear(a, W_a, b_a)], -1).unbind(1)  # T × (B, 4·width)
-        eps = eps.unbind(1)                                                              # T × (B, z_dim)
-        B, width = d.shape[0], W_z.shape[0] // 4
-        z_tm1, steps = z_0, []
-        for t in range(len(cond)):
-            pre = cond[t] + z_tm1 @ W_z.T                        # (B, 4·width): first layers of the four MLPs
-            out = pre.view(B, 4, width).transpose(0, 1)          # (4, B, width)
-            for W, b in stacked:                                 # hidden layers 1…k−1, then out
-                out = torch.baddbmm(b, clipped_leaky_relu(out, c.clip), W)
-            mu_p, logvar_p = out[0], variance_head(out[1], c.var_floor)
-            mu_q, logvar_q = out[2] + mu_p if c.residual_q else out[2], variance_head(out[3], c.var_floor)
-            z_t = mu_q + torch.exp(0.5 * logvar_q) * eps[t]     # reparameterisation
-            steps.append((z_t, mu_p, logvar_p, mu_q, logvar_q))
-            z_tm1 = z_t
-        return tuple(torch.stack(seq, 1) for seq in zip(*steps))
+    def emission_log_prob(self, x, v):
+        """log p(x_t | v_t) of the emission on v for every step at once. (..., x_dim) -> (...)"""
+        if self.config.emission == "bernoulli":
+            return bernoulli_log_prob(x, self.emission(v))
+        return gaussian_log_prob(x, *self.emission(v))
 
     # -----------------------------------------------------------------------------------
     # Bounds
@@ -241,7 +215,7 @@ class SRNN(nn.Module):
         return self.elbo_and_states(u, x, mask, eps, kl_weight, d_0, z_0)
 
     def elbo(self, u, x, mask, eps, kl_weight=1.0):
-        """Per-sequence ELBO L_i = Σ_{t ≤ T_i} [log p(x_t | z_t, d_t) − β KL(q ‖ p)] — eq. (4), (6).
+        """Per-sequence ELBO L_i = Σ_{t ≤ T_i} [log p(x_t | ·) − β KL_t] — eq. (4), (6); §7.3, §8.4.
 
         u, x: (B, T, x_dim); mask: (B, T); eps: (B, T, z_dim); tensors of the module's
         device and dtype. Returns L: (B,).
@@ -253,44 +227,38 @@ class SRNN(nn.Module):
         T_i, the next chunk's (d_0, z_0) in truncated BPTT. Returns L (B,), d_last, z_last."""
         check_kl_weight(kl_weight)
         u, x, mask, eps, d_0, z_0, lengths = self._inputs(u, x, mask, eps, d_0, z_0)
-        d, a = self._deterministic_and_inference_states(u, x, lengths, d_0)
-        z, mu_p, logvar_p, mu_q, logvar_q = self.stochastic_layer(d, a, eps, z_0)
-        log_px = self.emission_log_prob(x, d, z)                                  # (B, T)
-        kl = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)                          # (B, T), eq. (6)
-        L = (mask * (log_px - kl_weight * kl)).sum(1)                             # (B,)
-        rows = torch.arange(len(lengths), device=u.device)
-        return L, d[rows, lengths - 1], z[rows, lengths - 1]
+        log_px, kl, d_last, z_last = self._elbo_terms(u, x, eps, lengths, d_0, z_0)
+        return (mask * (log_px - kl_weight * kl)).sum(1), d_last, z_last  # eq. (6)
 
     def log_importance_weights(self, u, x, mask, eps, d_0=None, z_0=None):
-        """log w_k = Σ_{t ≤ T_i} [log p(x_t | z_t^k, d_t) + log p(z_t^k | ·) − log q(z_t^k | ·)].
+        """log w_k = Σ_{t ≤ T_i} [log p(x_t | z_t^k, ·) + log p(z_t^k | ·) − log q(z_t^k | ·)] (docs/model.md §2).
 
-        eps: (K, B, T, z_dim). The K paths run as one batch of K·B rows (path k in rows
-        kB … kB+B−1); d and a are computed once. Returns (K, B).
+        eps: (K, B, T, z_dim), one noise sequence per path. Returns (K, B).
         """
         eps = self._tensor(eps)
         check_paths_shape(tuple(eps.shape))
-        K = eps.shape[0]
         u, x, mask, _, d_0, z_0, lengths = self._inputs(u, x, mask, eps[0], d_0, z_0)
         check_finite("eps", eps)
-        d, a = self._deterministic_and_inference_states(u, x, lengths, d_0)
-        tile = lambda v: v.repeat(K, *([1] * (v.dim() - 1)))  # (B, ...) -> (K·B, ...)
-        eps_paths = eps.reshape(-1, *eps.shape[2:]) * tile(mask)[..., None]
-        z, mu_p, logvar_p, mu_q, logvar_q = self.stochastic_layer(tile(d), tile(a), eps_paths, tile(z_0))
-        log_w = (self.emission_log_prob(tile(x), tile(d), z)
-                 + gaussian_log_prob(z, mu_p, logvar_p) - gaussian_log_prob(z, mu_q, logvar_q))  # (K·B, T)
-        return (tile(mask) * log_w).sum(1).view(K, -1)
+        return (mask * self._log_weights(u, x, eps * mask[..., None], lengths, d_0, z_0)).sum(-1)
 
     def iw_bound(self, u, x, mask, eps, d_0=None, z_0=None):
         """Importance-weighted bound log (1/K) Σ_k w_k per sequence, K = eps.shape[0]. Returns (B,)."""
         log_w = self.log_importance_weights(u, x, mask, eps, d_0, z_0)
         return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
 
-    def _deterministic_and_inference_states(self, u, x, lengths, d_0):
-        d = self.deterministic_layer(self.feature_extractor(u), d_0)
-        return d, self.inference_network(d, self.feature_extractor(x), lengths)
+    def _elbo_terms(self, u, x, eps, lengths, d_0, z_0):
+        """The per-step terms of the ELBO on one sampled path, and the states at each T_i.
+
+        Inputs as `_inputs` returns them. Returns log p(x_t | ·) (B, T), KL_t (B, T), d_last, z_last.
+        """
+        raise NotImplementedError
+
+    def _log_weights(self, u, x, eps, lengths, d_0, z_0):
+        """The per-step terms of each path's log weight, (K, B, T); eps: (K, B, T, z_dim), padded steps zero."""
+        raise NotImplementedError
 
     # -----------------------------------------------------------------------------------
-    # Ancestral sampling, eq. (1)–(2)
+    # Ancestral sampling
     # -----------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -299,7 +267,8 @@ class SRNN(nn.Module):
 
         eps_z: (B, T, z_dim) standard normal; noise_x: (B, T, x_dim), uniform (Bernoulli)
         or standard normal (Gaussian), from `ref.draw_sample_noise`; u_1: (B, x_dim), zeros
-        by default. Returns x (B, T, x_dim), with return_states also d and z.
+        by default. Returns x (B, T, x_dim), with return_states also d and z (the VRNN's h as d,
+        the RNN's z zeros).
         """
         c = self.config
         eps_z, noise_x = (self._tensor(v) for v in (eps_z, noise_x))
@@ -310,12 +279,7 @@ class SRNN(nn.Module):
         d_t, z_t = eps_z.new_zeros(B, c.d_dim), eps_z.new_zeros(B, c.z_dim)
         x, d, z = [], [], []
         for t in range(T):
-            d_t = self.deterministic_layer(self.feature_extractor(u_t)[:, None], d_t)[:, 0]
-            v = torch.cat([d_t, z_t], -1)
-            mu_p = self._mlp_forward(self.prior_mu, v)
-            logvar_p = variance_head(self._mlp_forward(self.prior_logvar, v), c.var_floor)
-            z_t = mu_p + torch.exp(0.5 * logvar_p) * eps_z[:, t]
-            out = self.emission(d_t, z_t)
+            d_t, z_t, out = self._sample_step(u_t, d_t, z_t, eps_z[:, t])
             if c.emission == "bernoulli":
                 x_t = (noise_x[:, t] < torch.sigmoid(out)).to(eps_z.dtype)
             else:
@@ -325,8 +289,9 @@ class SRNN(nn.Module):
         x, d, z = (torch.stack(v, 1) for v in (x, d, z))
         return (x, d, z) if return_states else x
 
-    def _mlp_forward(self, layers, v):
-        return layers["out"](self._hidden_stack(layers, v, self.config.mlp_layers))
+    def _sample_step(self, u_t, d_tm1, z_tm1, eps_z_t):
+        """(d_t, z_t, the emission's output) of one step of the generative model."""
+        raise NotImplementedError
 
     # -----------------------------------------------------------------------------------
     # Input checks: the problems ref names, named the same way
@@ -334,7 +299,7 @@ class SRNN(nn.Module):
 
     def _tensor(self, v):
         """v as a tensor of the module's dtype and device."""
-        p = self.gru_d.weight_hh_l0
+        p = next(self.parameters())
         return torch.as_tensor(v).to(dtype=p.dtype, device=p.device)
 
     def _inputs(self, u, x, mask, eps, d_0, z_0):
@@ -361,13 +326,125 @@ class SRNN(nn.Module):
         return v
 
 
+class SRNN(SequenceModel):
+    """The SRNN of docs/model.md §4 as an nn.Module (entry points: `SequenceModel`)."""
+
+    MODEL = "srnn"
+
+    def _add_modules(self):
+        c = self.config
+        self.gru_d = nn.GRU(c.e_dim, c.d_dim, batch_first=True)
+        if c.inference == "smoothing":
+            self.gru_a = nn.GRU(c.d_dim + c.e_dim, c.a_dim, batch_first=True)
+        else:
+            self.filter = nn.ModuleDict(dense_stack(c.d_dim + c.e_dim, c.a_dim, c.mlp_layers)[0])
+        for name in Z_MLPS:  # the prior's MLPs condition on [d_t, z_{t−1}], the posterior's on [a_t, z_{t−1}]
+            n_cond = c.d_dim if name.startswith("prior") else a_width(c)
+            setattr(self, name, self._mlp(n_cond + c.z_dim, {"out": c.z_dim}))
+        self.emit = self._emission_mlp(c.d_dim + c.z_dim)
+
+    # -----------------------------------------------------------------------------------
+    # The recurrences
+    # -----------------------------------------------------------------------------------
+
+    def inference_network(self, d, e_x, lengths):
+        """The states a_t of q(z_t | z_{t−1}, a_t) — eq. (5).
+
+        smoothing: a_t = GRU_a(a_{t+1}, [d_t, e(x_t)]) backwards from each T_i with
+        a_{T_i+1} = 0: each valid prefix is reversed in place, run forwards, and reversed back.
+        filtering: the `filter` hidden stack on [d_t, e(x_t)].
+        d: (B, T, d_dim); e_x: (B, T, e_dim); lengths: (B,) T_i. Returns a: (B, T, a_width).
+        """
+        v = torch.cat([d, e_x], -1)  # (B, T, d_dim + e_dim)
+        if self.config.inference == "filtering":
+            return self._hidden_stack(self.filter, v, self.config.mlp_layers)
+        T = v.shape[1]
+        t = torch.arange(T, device=v.device)
+        # row i: T_i − 1 … 0 on its valid prefix, then the padded steps where they are (an involution)
+        order = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)[..., None]  # (B, T, 1)
+        a_reversed = self.gru_a(v.gather(1, order.expand_as(v)))[0]
+        return a_reversed.gather(1, order.expand_as(a_reversed))
+
+    def _z_step_weights(self, n_prior, n_post):
+        """The four prior / posterior MLPs split for the loop over time.
+
+        Returns (cond_prior, cond_post, W_z, stacked): the first layers' parts acting on
+        d_t (cond_prior: (W, b) of the two prior MLPs, concatenated) and on a_t
+        (cond_post), their z_{t−1} parts as one matrix W_z (4·width, z_dim), and the
+        remaining layers of the four MLPs (`stacked_later_layers`).
+        """
+        mlps, L = [getattr(self, name) for name in Z_MLPS], self.config.mlp_layers
+        W_d, W_zp, b_d = split_first_layers(mlps[:2], n_prior, L)
+        W_a, W_zq, b_a = split_first_layers(mlps[2:], n_post, L)
+        return (W_d, b_d), (W_a, b_a), torch.cat([W_zp, W_zq]), stacked_later_layers(mlps, L)
+
+    def stochastic_layer(self, d, a, eps, z_0):
+        """One sampled path z_{1:T} ~ Π_t q(z_t | z_{t−1}, a_t), with the prior at each step — eq. (5)–(7).
+
+        Prior p(z_t | z_{t−1}, d_t) = N(mu_p, exp(logvar_p)), posterior q(z_t | z_{t−1}, a_t)
+        = N(mu_q, exp(logvar_q)) (mu_q = mu_p + MLP output with Resq), z_t = mu_q +
+        exp(logvar_q / 2) ⊙ eps_t.
+        d: (B, T, d_dim); a: (B, T, a_width); eps: (B, T, z_dim); z_0: (B, z_dim).
+        Returns z, mu_p, logvar_p, mu_q, logvar_q, each (B, T, z_dim).
+        """
+        c = self.config
+        (W_d, b_d), (W_a, b_a), W_z, stacked = self._z_step_weights(d.shape[-1], a.shape[-1])
+        # the parts of the first layers that do not depend on z, for all steps, split into steps
+        # with unbind (whose backward stacks once; indexing cond[t] would add T full-size gradients)
+        cond = torch.cat([F.linear(d, W_d, b_d), F.linear(a, W_a, b_a)], -1).unbind(1)  # T × (B, 4·width)
+        eps = eps.unbind(1)                                                              # T × (B, z_dim)
+        z_tm1, steps = z_0, []
+        for t in range(len(cond)):
+            pre = cond[t] + z_tm1 @ W_z.T                        # (B, 4·width): first layers of the four MLPs
+            out = run_later_layers(pre, 4, stacked, c.clip)      # (4, B, z_dim)
+            mu_p, logvar_p = out[0], variance_head(out[1], c.var_floor)
+            mu_q, logvar_q = out[2] + mu_p if c.residual_q else out[2], variance_head(out[3], c.var_floor)
+            z_t = mu_q + torch.exp(0.5 * logvar_q) * eps[t]     # reparameterisation
+            steps.append((z_t, mu_p, logvar_p, mu_q, logvar_q))
+            z_tm1 = z_t
+        return tuple(torch.stack(seq, 1) for seq in zip(*steps))
+
+    # -----------------------------------------------------------------------------------
+    # Bounds
+    # -----------------------------------------------------------------------------------
+
+    def _elbo_terms(self, u, x, eps, lengths, d_0, z_0):
+        """log p(x_t | z_t, d_t) and KL(q(z_t | z_{t−1}, a_t) ‖ p(z_t | z_{t−1}, d_t)) — eq. (6)."""
+        d, a = self._deterministic_and_inference_states(u, x, lengths, d_0)
+        z, mu_p, logvar_p, mu_q, logvar_q = self.stochastic_layer(d, a, eps, z_0)
+        log_px = self.emission_log_prob(x, torch.cat([d, z], -1))                 # (B, T)
+        kl = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)                          # (B, T)
+        return log_px, kl, at_last_steps(d, lengths), at_last_steps(z, lengths)
+
+    def _log_weights(self, u, x, eps, lengths, d_0, z_0):
+        """log p(x_t | z_t^k, d_t) + log p(z_t^k | z_{t−1}^k, d_t) − log q(z_t^k | z_{t−1}^k, a_t) — §4.5.
+
+        The K paths run as one batch of K·B rows; d and a do not depend on z and are computed once.
+        """
+        K = eps.shape[0]
+        d, a = self._deterministic_and_inference_states(u, x, lengths, d_0)
+        tile = lambda v: tile_paths(v, K)
+        z, mu_p, logvar_p, mu_q, logvar_q = self.stochastic_layer(tile(d), tile(a), eps.flatten(0, 1), tile(z_0))
+        log_w = (self.emission_log_prob(tile(x), torch.cat([tile(d), z], -1))
+                 + gaussian_log_prob(z, mu_p, logvar_p) - gaussian_log_prob(z, mu_q, logvar_q))  # (K·B, T)
+        return log_w.view(K, *x.shape[:2])
+
+    def _deterministic_and_inference_states(self, u, x, lengths, d_0):
+        d = self.deterministic_layer(self.feature_extractor(u), d_0)
+        return d, self.inference_network(d, self.feature_extractor(x), lengths)
+
+    def _sample_step(self, u_t, d_tm1, z_tm1, eps_z_t):
+        """d_t = GRU_d(d_{t−1}, e(u_t)), z_t ~ p(z_t | z_{t−1}, d_t), the emission on [d_t, z_t] — eq. (1)–(2)."""
+        c = self.config
+        d_t = self.deterministic_layer(self.feature_extractor(u_t)[:, None], d_tm1)[:, 0]
+        v = torch.cat([d_t, z_tm1], -1)
+        mu_p = self._mlp_forward(self.prior_mu, v)
+        logvar_p = variance_head(self._mlp_forward(self.prior_logvar, v), c.var_floor)
+        z_t = mu_p + torch.exp(0.5 * logvar_p) * eps_z_t
+        return d_t, z_t, self.emission(torch.cat([d_t, z_t], -1))
+
+
 def contract_name(key):
     """State-dict key -> contract name: `prior_mu.0.weight` -> `prior_mu.0.W`."""
     prefix, attr = key.rsplit(".", 1)
     return f"{prefix}.{_CONTRACT_SUFFIX[attr]}"
-
-
-def torch_name(name):
-    """Contract name -> state-dict key: `gru_d.W_ih` -> `gru_d.weight_ih_l0`."""
-    prefix, suffix = name.rsplit(".", 1)
-    return f"{prefix}.{_TORCH_SUFFIX[suffix]}"
