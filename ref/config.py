@@ -69,7 +69,7 @@ class Config(DictFields):
 
     @property
     def ez_dim(self) -> int:
-        """Width of the VRNN's feature extractor of z_t, φ_z(z_t) (docs/model.md §8.3)."""
+        """Width of the VRNN's feature extractor of z_t, φ_z(z_t) (docs/model.md §8.2)."""
         return self.h_dim if self.embed_layers > 0 else self.z_dim
 
 

@@ -5,8 +5,8 @@ per class, each case asserting the exception class (the Python API) or the exit 
     settings          Config and TrainConfig fields                   ConfigError
     CLI flags         `srnn ...` command lines                        exit 2, one line "srnn: error: ..."
     data files        the music files and the data directory          DataError
-    arrays            u, x, mask, eps, states, sample noise, rolls    InputError, ref and torch_impl alike
-    params            parameter mappings, kl_weight, K               ParamsError / InputError, ref and torch_impl alike
+    arrays            u, x, mask, eps, states, sample noise, rolls    InputError, ref and torch_impl, every model
+    params            parameter mappings, kl_weight, K               ParamsError / InputError, ref and torch_impl, every model
     checkpoints       .npz files that are not what `save` wrote       DataError
     signals           Ctrl-C in training, in a kernel, in the imports  exit 130, one line
     concurrent runs   two trainings on one run directory              exit 2 for the second, the first intact
@@ -289,10 +289,10 @@ def test_data_unknown_dataset_or_variant_lists_the_choices(tmp_path):
 # ---------------------------------------------------------------------------------------
 
 def torch_model(config, params):
-    """torch_impl's SRNN in float64 holding `params`, and a function making tensors of arrays."""
+    """torch_impl's module of the model in float64 holding `params`, and a function making tensors of arrays."""
     torch = pytest.importorskip("torch")
-    from torch_impl import SRNN
-    model = SRNN(config).double().load_params(params)
+    from torch_impl import model_for
+    model = model_for(config).double().load_params(params)
     return model, lambda *arrays: tuple(torch.as_tensor(np.asarray(a, dtype=float)) for a in arrays)
 
 
@@ -323,9 +323,9 @@ ARRAYS = [  # (u, x, mask, eps) -> bad arguments, the message
 ]
 
 
-@pytest.fixture
-def problem():
-    config = CONFIGS["paper-options"]
+@pytest.fixture(params=["paper-options", "vrnn", "rnn"])  # every model checks its input alike
+def problem(request):
+    config = CONFIGS[request.param]
     params = perturbed_params(config, seed=14)
     u, x, mask, eps = random_batch(config, 3, 5, np.random.default_rng(15))
     mask[0, 3:] = 0
@@ -409,14 +409,14 @@ PARAMS = [  # params -> bad params, the error class, the message (ref's and torc
     pytest.param(lambda p: {k: v for k, v in p.items() if k != "emit.out.b"}, ParamsError,
                  "missing ['emit.out.b']", id="missing"),
     pytest.param(lambda p: {**p, "extra.W": np.zeros(2)}, ParamsError, "unexpected ['extra.W']", id="extra"),
-    pytest.param(_set("gru_d.W_hh", np.zeros((3, 3))), ParamsError, "gru_d.W_hh has shape (3, 3)", id="wrong-shape"),
-    pytest.param(_set("prior_mu.0.W", np.transpose), ParamsError, "prior_mu.0.W has shape", id="transposed"),
+    pytest.param(_set("emit.0.W", np.zeros((3, 3))), ParamsError, "emit.0.W has shape (3, 3)", id="wrong-shape"),
+    pytest.param(_set("emit.0.W", np.transpose), ParamsError, "emit.0.W has shape", id="transposed"),
     pytest.param(_set("emit.out.b", lambda v: v.astype(str)), ParamsError, "not floating-point arrays: emit.out.b",
                  id="strings"),
     pytest.param(_set("emit.out.b", lambda v: v.astype(int)), ParamsError, "not floating-point arrays: emit.out.b",
                  id="integers"),
     pytest.param(_set("emit.out.b", lambda v: v * np.nan), ParamsError, "NaN or inf values: emit.out.b", id="nan"),
-    pytest.param(_set("gru_d.W_ih", lambda v: v * np.inf), ParamsError, "NaN or inf values: gru_d.W_ih", id="inf"),
+    pytest.param(_set("emit.0.W", lambda v: v * np.inf), ParamsError, "NaN or inf values: emit.0.W", id="inf"),
     pytest.param(lambda p: list(p.values()), ParamsError, "must be a mapping of contract names to arrays, got list",
                  id="not-a-mapping"),
     pytest.param(lambda p: ref.init_params(CONFIGS["filtering"], 0), ParamsError, "does not match its Config",
@@ -433,8 +433,8 @@ def test_params(change, error, message, problem):
     with pytest.raises(error, match=re.escape(message)):
         ref.iw_bound(bad, *batch[:3], batch[3][None], config)
     torch_model(config, params)  # skips without torch
-    from torch_impl import SRNN
-    model = SRNN(config, seed=1)
+    from torch_impl import model_for
+    model = model_for(config, seed=1)
     before = model.export_params()
     with pytest.raises(error, match=re.escape(message)):
         model.load_params(bad)
@@ -453,9 +453,17 @@ def test_params_with_a_config_that_is_not_a_config(problem):
     with pytest.raises(ConfigError, match="config must be a ref.Config, got dict"):
         ref.elbo(params, *batch, config.to_dict())
     torch_model(config, params)
-    from torch_impl import SRNN
+    from torch_impl import model_for
     with pytest.raises(ConfigError, match="config must be a ref.Config, got dict"):
-        SRNN(config.to_dict())
+        model_for(config.to_dict())
+
+
+@pytest.mark.parametrize("module, model", [("SRNN", "vrnn"), ("VRNN", "srnn"), ("RNN", "vrnn")])
+def test_params_a_torch_module_of_another_model(module, model):
+    pytest.importorskip("torch")
+    import torch_impl
+    with pytest.raises(ConfigError, match=f"{module} computes model .*, the config asks for '{model}'"):
+        getattr(torch_impl, module)(ref.Config(model=model))
 
 
 @pytest.mark.parametrize("kl_weight", [float("nan"), -1.0, float("inf")], ids=["nan", "negative", "inf"])
