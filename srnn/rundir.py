@@ -99,14 +99,22 @@ def write_history(run_dir, history):
 
 
 def _plot_learning_curve(history, path):
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    ax.plot([r["epoch"] for r in history], [r["train_elbo"] for r in history], label="train (frame-weighted, with KL weight)")
+    """Training and validation ELBO per epoch: every epoch on the left, and on the right the second
+    half of training at its own scale, where runs differ (the first epochs span tens of nats)."""
+    fig = Figure(figsize=(11, 4))
     valid = [r for r in history if r["valid"] is not None]
-    ax.plot([r["epoch"] for r in valid], [r["valid"]["sequence_averaged"] for r in valid], "o-",
-            label="valid ELBO (sequence-averaged)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("nats per step")
+    for ax, start in zip(fig.subplots(1, 2), (0, len(history) // 2)):
+        late = [r for r in valid if r["epoch"] > start]
+        ax.plot([r["epoch"] for r in history[start:]], [r["train_elbo"] for r in history[start:]],
+                label="train (frame-weighted, with KL weight)")
+        ax.plot([r["epoch"] for r in late], [r["valid"]["sequence_averaged"] for r in late], "o-",
+                label="valid ELBO (sequence-averaged)")
+        if valid:  # the checkpoint kept as best.npz
+            best = max(valid, key=lambda r: r["valid"]["sequence_averaged"])["epoch"]
+            ax.axvline(best, color="gray", linestyle=":", label=f"best on validation (epoch {best})")
+        ax.set_title("every epoch" if start == 0 else f"epochs {start + 1}-{len(history)}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per step")
+        ax.grid(alpha=0.3)
     ax.legend()
-    ax.grid(alpha=0.3)
     checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
