@@ -178,7 +178,35 @@ def model_comparison(results):
                 cells += [_value(r["test"]["elbo"], key, sign) if r else "–", _iw(r, 100, key, sign), gap]
             out.append(f"| {NAMES[d]} | " + " | ".join(cells) + " | "
                        + " | ".join(f"{table[d]:.2f}" for _, table in anchors) + " |")
+        out += _verdicts(results, variant, key, sign)
     return out
+
+
+def _verdicts(results, variant, key, sign):
+    """One sentence per dataset and baseline that has run: does the SRNN beat it, on the ELBO and
+    on the IW bound (K = 100; the RNN's both are its exact log-likelihood), by how much. The standard
+    error of a difference is sqrt(se₁² + se₂²), conservative: both are scored on the same pieces."""
+    lines = []
+    favours = "a positive difference favours the SRNN" if sign > 0 else "a negative one favours the SRNN"
+    for d in DATASETS:
+        srnn = results.get(f"{d}-{variant}")
+        for prefix, label in MODELS[1:]:
+            other = results.get(f"{prefix}{d}-{variant}")
+            if not (srnn and other):
+                continue
+            parts = []
+            for bound, srnn_m, other_m in (
+                    ("ELBO", srnn["test"]["elbo"], other["test"]["elbo"]),
+                    ("IW K=100", srnn["test"].get("iw_K100"),
+                     other["test"]["elbo"] if label == "RNN" else other["test"].get("iw_K100"))):
+                if srnn_m and other_m:
+                    diff = srnn_m[key] - other_m[key]
+                    se = (srnn_m[key + "_se"] ** 2 + other_m[key + "_se"] ** 2) ** 0.5
+                    verdict = ("the SRNN is better" if diff > 2 * se else f"the {label} is better" if diff < -2 * se
+                               else "within two standard errors")
+                    parts.append(f"{bound} {sign * diff:+.3f} ± {se:.3f} ({verdict})")
+            lines.append(f"\n- {NAMES[d]}: SRNN minus {label} ({favours}): " + "; ".join(parts) + ".")
+    return lines
 
 
 def _epoch_key(dataset, variant, train_layout):

@@ -55,6 +55,12 @@ def test_tables_are_made_from_the_result_files(tmp_path, tiny_run):
     assert f"{r['test']['elbo']['sequence_averaged']:.2f}" in row and "-4.74" in row
     assert "ref = torch ✓" in row or "torch" not in sys.modules
     assert "| Nottingham | – |" in text, "a run not made is shown as missing, not invented"
+    assert "SRNN minus RNN" not in text
+    worse = json.loads(json.dumps(r))
+    worse["test"]["elbo"]["sequence_averaged"] -= 10 * worse["test"]["elbo"]["sequence_averaged_se"]
+    verdict = next(line for line in make_table.tables({"jsb-srnn2016": r, "rnn-jsb-srnn2016": worse}).splitlines()
+                   if line.startswith("- JSB: SRNN minus RNN"))
+    assert "ELBO +" in verdict and "(the SRNN is better)" in verdict
 
 
 def test_bounds_already_in_the_result_file_of_the_same_checkpoint_are_kept(tmp_path, tiny_run, monkeypatch):
