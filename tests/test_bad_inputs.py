@@ -9,13 +9,15 @@ per class, each case asserting the exception class (the Python API) or the exit 
     params            parameter mappings, kl_weight, K               ParamsError / InputError, ref and torch_impl, every model
     checkpoints       .npz files that are not what `save` wrote       DataError
     signals           Ctrl-C in training, in a kernel, in the imports  exit 130, one line
-    concurrent runs   two trainings on one run directory              exit 2 for the second, the first intact
+    concurrent runs   two trainings on one run directory, and what    exit 2 for the second, the first intact
+                      a killed one left
 
 Kills at random moments and the resumes after them: tests/test_faults.py.
 """
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -664,6 +666,15 @@ def test_concurrent_training_on_a_held_run_directory_refuses(run, tmp_path, caps
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_concurrent_temporaries_of_a_killed_write_are_removed_on_the_next_start(run, tmp_path, capsys):
+    """kill -9 during an atomic write leaves its temporary file; the next training (holding the lock) removes it."""
+    target = tmp_path / "run"
+    shutil.copytree(run, target)
+    (target / ".last.npz.12345.0123abcd.tmp").write_bytes(b"")
+    assert cli.main(["train", "--run-dir", str(target), "--resume", "--epochs", "3"]) == 0
+    assert not list(target.glob(".*.tmp"))
 
 
 def test_concurrent_lock_is_released_when_its_holder_is_killed(tmp_path):

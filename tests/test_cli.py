@@ -1,5 +1,6 @@
 """The `srnn` command run as a user runs it (subprocesses, tiny sizes) and the piano-roll outputs
 of srnn.music. Its errors: the census, tests/test_bad_inputs.py."""
+import json
 import shutil
 import subprocess
 import sys
@@ -9,7 +10,9 @@ import mido
 import numpy as np
 import pytest
 
+import ref
 from srnn import cli, music, rundir
+from srnn.config import TrainConfig
 
 ROOT = Path(__file__).parents[1]
 TINY_FLAGS = ["--preset", "small", "--d-dim", "4", "--z-dim", "2", "--a-dim", "4", "--h-dim", "8",
@@ -66,6 +69,35 @@ def test_sample_writes_a_png_and_a_midi_file_per_sample(run_dir, tmp_path):
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["sample_000.mid", "sample_000.png", "sample_001.mid", "sample_001.png"]
     assert mido.MidiFile(tmp_path / "out" / "sample_000.mid").length == pytest.approx(12 * 0.25, abs=0.25)
+
+
+# ------------------------------------------------------- the newcomer's first run
+
+def test_the_kernels_say_once_that_they_load_before_the_first_epoch(run_dir):
+    out = run_dir[1].stdout
+    assert out.count("srnn: loading the numba kernels") == 1
+    assert out.index("srnn: loading the numba kernels") < out.index("epoch 1/1")
+
+
+def test_the_same_train_command_twice_trains_in_a_numbered_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", *TINY_FLAGS, *FAST_FLAGS, "--epochs", "1"]
+    assert cli.main(argv) == 0 and cli.main(argv) == 0
+    assert (tmp_path / "runs" / "synthetic-small" / "last.npz").exists()
+    assert (tmp_path / "runs" / "synthetic-small-2" / "last.npz").exists()
+    assert cli.main(["train", "--resume", "--epochs", "2", "--preset", "small"]) == 0  # the newest of them
+    assert [r["epoch"] for r in rundir.read_history(tmp_path / "runs" / "synthetic-small-2")] == [1, 2]
+
+
+def test_a_run_records_its_data_and_evaluate_and_resume_find_it(run_dir, tmp_path, monkeypatch):
+    saved = json.loads((run_dir[0] / "config.json").read_text())
+    assert saved["train"]["variant"] == "teacher" and saved["data_dir"] is None  # synthetic: no files
+    rundir.write_run_config(tmp_path, ref.Config(), TrainConfig(dataset="jsb"), {}, data_dir=str(tmp_path))
+    monkeypatch.delenv("SRNN_DATA_DIR", raising=False)
+    assert cli._data_dir(None, tmp_path) == str(tmp_path)                      # recorded
+    assert cli._data_dir("given", tmp_path) == "given"                          # the flag first
+    monkeypatch.setenv("SRNN_DATA_DIR", "env")
+    assert cli._data_dir(None, tmp_path) is None                                # then the environment
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["sample"]])
