@@ -1,6 +1,7 @@
 """The runs of the results table: the paper's configuration on every dataset and variant, the
-seed poster's z sweep, the JSB ablations, and the VRNN and RNN baselines (docs/model.md §8, §7)
-with the SRNN's data, schedule and evaluation, each one named command that trains (or resumes)
+seed poster's z sweep, the JSB ablations, seeds, a tuned recipe (TUNED: a departure from the
+paper, chosen on validation), and the VRNN and RNN baselines (docs/model.md §8, §7) with the
+SRNN's data, schedule and evaluation, each one named command that trains (or resumes)
 and then writes one result file.
 
     srnn reproduce jsb-srnn2016                  # train, evaluate, write results/jsb-srnn2016.json
@@ -55,13 +56,25 @@ BASELINES = ("vrnn", "rnn")  # docs/model.md §8, §7; the RNN's bounds are its 
 BOULANGER2012_EPOCH_SCALE = {"jsb": 2, "nottingham": 1, "piano": 1, "muse": 1}
 
 
-def _boulanger_training(dataset):
-    """The paper's training on the standard splits: its layout (the pieces as truncated-BPTT
-    streams, srnn.splits.as_streams) and as many updates as its run on the same corpus, every
-    epoch-counted part of the schedule stretched alike."""
+# The tuned recipe, a departure from the paper (issue 14): twice the epochs, the learning rate kept
+# twice as long and then decayed more gently, early stopping on the validation ELBO (best.npz, as
+# always). Why: every paper-schedule run was still improving when its rate had decayed to ~5e-6,
+# and a probe on JSB (z = 10) peaked on validation near epoch 50 of 100 and over-fitted after.
+# It runs at z = 10 and at the paper's z = 100; the tables report, per dataset, the one whose
+# validation ELBO is higher (never chosen on test).
+TUNED = dict(epochs=100, kl_anneal_epochs=20, lr_decay_start=40, lr_decay=1.05)
+TUNED_Z = (10, 100)
+
+
+def _boulanger_training(dataset, schedule=None):
+    """The paper's training on the standard splits (or `schedule`'s): its layout (the pieces as
+    truncated-BPTT streams, srnn.splits.as_streams) and as many updates as its run on the same
+    corpus, every epoch-counted part of the schedule stretched alike."""
     scale = BOULANGER2012_EPOCH_SCALE[dataset]
-    return {**PAPER_TRAINING, "train_layout": "streams", "epochs": 50 * scale, "kl_anneal_epochs": 20 * scale,
-            "lr_decay_start": 20 * scale, "lr_decay": 1.2 ** (1 / scale)}
+    s = schedule or dict(epochs=50, kl_anneal_epochs=20, lr_decay_start=20, lr_decay=1.2)
+    return {**PAPER_TRAINING, "train_layout": "streams", "epochs": s["epochs"] * scale,
+            "kl_anneal_epochs": s["kl_anneal_epochs"] * scale, "lr_decay_start": s["lr_decay_start"] * scale,
+            "lr_decay": s["lr_decay"] ** (1 / scale)}
 
 
 def _runs():
@@ -84,6 +97,13 @@ def _runs():
         config, tc, ks = runs[f"{dataset}-srnn2016"]
         for seed in EXTRA_SEEDS:
             runs[f"{dataset}-srnn2016-seed{seed}"] = (config, dataclasses.replace(tc, seed=seed), ks)
+    for dataset in DATASETS:
+        for variant in ("srnn2016", "boulanger2012"):
+            ks = (100, 1000) if dataset == "jsb" else (100,)
+            tc = TrainConfig(dataset=dataset, variant=variant, **(
+                {**PAPER_TRAINING, **TUNED} if variant == "srnn2016" else _boulanger_training(dataset, TUNED)))
+            for z in TUNED_Z:
+                runs[f"{dataset}-{variant}-tuned" + ("" if z == 100 else f"-z{z}")] = (preset("paper", z_dim=z), tc, ks)
     for model in BASELINES:  # the same data, schedule and evaluation as the SRNN's run of each name
         for dataset in DATASETS:
             for variant in ("srnn2016", "boulanger2012"):

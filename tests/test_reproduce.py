@@ -117,3 +117,17 @@ def test_a_run_with_another_seed_is_the_same_run_but_its_seed_and_the_tables_sho
     spread = make_table._over_seeds(results, "jsb-srnn2016")
     assert spread == f"{sum(elbos) / 2:.2f} ± {abs(elbos[0] - elbos[1]) / 2 ** 0.5:.2f} (2)"
 
+
+def test_the_tuned_recipe_is_chosen_on_validation_never_on_test():
+    sys.path.insert(0, str(ROOT / "results"))
+    import make_table
+
+    def result(valid, test):
+        metrics = {"sequence_averaged": test, "sequence_averaged_se": 0.1}
+        return {"partial": False, "valid": {"sequence_averaged": valid}, "test": {"elbo": metrics}}
+
+    results = {"jsb-srnn2016-tuned-z10": result(valid=-4.6, test=-4.9), "jsb-srnn2016-tuned": result(-4.8, -4.5)}
+    assert make_table.tuned_choice(results, "jsb", "srnn2016")[0] == "jsb-srnn2016-tuned-z10"
+    name, _, note = make_table.tuned_choice({"jsb-srnn2016-tuned": results["jsb-srnn2016-tuned"]}, "jsb", "srnn2016")
+    assert name == "jsb-srnn2016-tuned" and "not chosen yet" in note
+
