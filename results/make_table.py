@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT))
 from ref import param_shapes  # noqa: E402
 from ref.config import Config  # noqa: E402
 from srnn.config import TrainConfig  # noqa: E402
+from srnn.evaluation import summarize  # noqa: E402
 from srnn.loop import changed_settings  # noqa: E402
 from ref.errors import ConfigError  # noqa: E402
 from srnn.reproduce import RUNS, SWEEP_Z, run_settings  # noqa: E402
@@ -224,9 +225,11 @@ def model_comparison(results):
 
 
 def _verdicts(results, variant, key, sign):
-    """One sentence per dataset and baseline that has run: does the SRNN beat it, on the ELBO and
-    on the IW bound (K = 100; the RNN's both are its exact log-likelihood), by how much. The standard
-    error of a difference is sqrt(se₁² + se₂²), conservative: both are scored on the same pieces."""
+    """One sentence per dataset and baseline that has run: does the SRNN beat it, and by how much.
+    Paired over test pieces where both result files hold each piece's ten-path ELBO (the standard
+    error of the mean difference per piece, which the pieces' own spread does not inflate);
+    otherwise on the ELBO and the IW bound (K = 100; the RNN's both are its log-likelihood) with the
+    conservative unpaired standard error sqrt(se₁² + se₂²)."""
     lines = []
     favours = "a positive difference favours the SRNN" if sign > 0 else "a negative one favours the SRNN"
     for d in DATASETS:
@@ -235,17 +238,22 @@ def _verdicts(results, variant, key, sign):
             other = results.get(f"{prefix}{d}-{variant}")
             if not (srnn and other):
                 continue
-            parts = []
+            comparisons = []
+            paths = [r["test"].get("elbo_paths10") for r in (srnn, other)]
+            if all(m and "per_sequence" in m for m in paths) and paths[0]["lengths"] == paths[1]["lengths"]:
+                paired = summarize(np.subtract(paths[0]["per_sequence"], paths[1]["per_sequence"]), paths[0]["lengths"])
+                comparisons.append(("ELBO (10 paths), paired over pieces", paired[key], paired[key + "_se"]))
             for bound, srnn_m, other_m in (
                     ("ELBO", srnn["test"]["elbo"], other["test"]["elbo"]),
                     ("IW K=100", srnn["test"].get("iw_K100"),
                      other["test"]["elbo"] if label == "RNN" else other["test"].get("iw_K100"))):
                 if srnn_m and other_m:
                     diff = srnn_m[key] - other_m[key]
-                    se = (srnn_m[key + "_se"] ** 2 + other_m[key + "_se"] ** 2) ** 0.5
-                    verdict = ("the SRNN is better" if diff > 2 * se else f"the {label} is better" if diff < -2 * se
-                               else "within two standard errors")
-                    parts.append(f"{bound} {sign * diff:+.3f} ± {se:.3f} ({verdict})")
+                    comparisons.append((bound + ", unpaired", diff,
+                                        (srnn_m[key + "_se"] ** 2 + other_m[key + "_se"] ** 2) ** 0.5))
+            parts = [f"{bound} {sign * diff:+.3f} ± {se:.3f} ("
+                     + ("the SRNN is better" if diff > 2 * se else f"the {label} is better" if diff < -2 * se
+                        else "within two standard errors") + ")" for bound, diff, se in comparisons]
             lines.append(f"\n- {NAMES[d]}: SRNN minus {label} ({favours}): " + "; ".join(parts) + ".")
     return lines
 

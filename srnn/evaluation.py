@@ -47,9 +47,12 @@ def elbo_over_paths(engine, split, paths, seed):
     """The ELBO of every sequence averaged over `paths` independent noise paths, in both per-step
     metrics with their standard errors over sequences, and "*_path_se": the standard error of
     each metric over the paths, the part of its uncertainty that is the estimate's own noise
-    (a one-path ELBO of the same checkpoint moves by about this times sqrt(paths))."""
+    (a one-path ELBO of the same checkpoint moves by about this times sqrt(paths)); and
+    "per_sequence" and "lengths", the path-averaged L_i and the T_i of every sequence."""
     L = np.stack([per_sequence_bounds(engine, split, 0, [seed, path])[0] for path in range(paths)])  # (P, N)
     metrics = {"paths": paths, **summarize(L.mean(0), split.lengths)}
+    # each L_i and T_i, so that two models scored on the same split compare piece by piece
+    metrics["per_sequence"], metrics["lengths"] = L.mean(0).tolist(), [int(T) for T in split.lengths]
     for key in ("sequence_averaged", "frame_weighted"):
         per_path = [summarize(L_path, split.lengths)[key] for L_path in L]
         metrics[key + "_path_se"] = float(np.std(per_path, ddof=1) / np.sqrt(paths))

@@ -60,7 +60,14 @@ def test_tables_are_made_from_the_result_files(tmp_path, tiny_run):
     worse["test"]["elbo"]["sequence_averaged"] -= 10 * worse["test"]["elbo"]["sequence_averaged_se"]
     verdict = next(line for line in make_table.tables({"jsb-srnn2016": r, "rnn-jsb-srnn2016": worse}).splitlines()
                    if line.startswith("- JSB: SRNN minus RNN"))
-    assert "ELBO +" in verdict and "(the SRNN is better)" in verdict
+    assert "ELBO, unpaired +" in verdict and "(the SRNN is better)" in verdict
+    # with each piece's ELBO in both files, the comparison is paired: the difference of per-piece values
+    shifted = json.loads(json.dumps(r))
+    shifted["test"]["elbo_paths10"]["per_sequence"] = [L - 0.5 * T for L, T in zip(
+        r["test"]["elbo_paths10"]["per_sequence"], r["test"]["elbo_paths10"]["lengths"])]
+    verdict = next(line for line in make_table.tables({"jsb-srnn2016": r, "vrnn-jsb-srnn2016": shifted}).splitlines()
+                   if line.startswith("- JSB: SRNN minus VRNN"))
+    assert "ELBO (10 paths), paired over pieces +0.500 ± 0.000 (the SRNN is better)" in verdict
 
 
 def test_bounds_already_in_the_result_file_of_the_same_checkpoint_are_kept(tmp_path, tiny_run, monkeypatch):
