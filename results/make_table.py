@@ -255,6 +255,12 @@ def _verdicts(results, variant, key, sign):
                      + ("the SRNN is better" if diff > 2 * se else f"the {label} is better" if diff < -2 * se
                         else "within two standard errors") + ")" for bound, diff, se in comparisons]
             lines.append(f"\n- {NAMES[d]}: SRNN minus {label} ({favours}): " + "; ".join(parts) + ".")
+            gaps = [r["test"]["iw_K100"][key] - r["test"]["elbo"][key] for r in (srnn, other) if "iw_K100" in r["test"]]
+            if label == "VRNN" and len(gaps) == 2:
+                looser = "the VRNN's" if gaps[1] > gaps[0] else "the SRNN's"
+                lines.append(f"  Their ELBO-to-IW gaps are {gaps[0]:.3f} (SRNN) and {gaps[1]:.3f} (VRNN) nats: "
+                             f"{looser} ELBO is the looser by {abs(gaps[1] - gaps[0]):.3f}, so comparing ELBOs "
+                             f"understates that model by as much; the IW bounds, tighter for both, compare them better.")
     return lines
 
 
