@@ -53,9 +53,10 @@ _one_thread_for_kernel_blas()
 
 
 def kernels_loaded():
-    """Whether this process has compiled or loaded every kernel (the first call does, from
-    numba's on-disk cache beside this file when there is one: about 25 s without)."""
-    return all(k.signatures for k in (_gru_forward, _gru_backward, _stochastic_forward, _stochastic_backward))
+    """Whether this process has compiled or loaded a kernel yet (the first call does, from
+    numba's on-disk cache beside this file when there is one: about 25 s without). Any, not
+    all: the RNN uses only the GRU's kernels."""
+    return any(k.signatures for k in (_gru_forward, _gru_backward, _stochastic_forward, _stochastic_backward))
 
 
 def _call(kernel, *args):

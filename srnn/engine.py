@@ -66,9 +66,6 @@ class Engine(Protocol):
         """Pieces (B, T, x_dim) drawn with the given noise (ref.draw_sample_noise)."""
 
 
-_KERNELS_ANNOUNCED = []  # once per process: the RNN never loads the stochastic layer's kernels
-
-
 @dataclass(frozen=True)
 class EngineOptions:
     """Settings of one implementation: `backend` for ref; `device`, `bf16` and `data_parallel`
@@ -92,11 +89,9 @@ class RefEngine:
 
     def _announce_kernels(self):
         """Say so before the kernels' first call in this process, which may compile them (the VRNN has none)."""
-        if self.backend == "numba" and self.config.model != "vrnn" and not fast.kernels_loaded() \
-                and not _KERNELS_ANNOUNCED:
+        if self.backend == "numba" and self.config.model != "vrnn" and not fast.kernels_loaded():
             print("srnn: loading the numba kernels (the first run after an install compiles them: about 25 s)",
                   flush=True)
-            _KERNELS_ANNOUNCED.append(True)
 
     def describe(self):
         return {"impl": "ref", "backend": self.backend, "dtype": self.dtype}
