@@ -60,20 +60,21 @@ def kernels_loaded():
 
 
 def _call(kernel, *args):
-    """kernel(*args), with a Ctrl-C held until it returns, then raised. A Ctrl-C while numba
-    loads or compiles the kernel lands in llvmlite's ctypes callbacks, which print it and
-    swallow it (the run goes on); a compiled kernel cannot be interrupted anyway."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return kernel(*args)  # only the main thread sets handlers; a handler of the caller's stays
+    """kernel(*args), with a Ctrl-C held until it returns, then handed to the SIGINT handler in
+    place (Python's raises KeyboardInterrupt). A Ctrl-C while numba loads or compiles the kernel
+    lands in llvmlite's ctypes callbacks, which print it and swallow it (the run goes on); a
+    compiled kernel cannot be interrupted anyway."""
+    handler = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(handler):
+        return kernel(*args)  # only the main thread sets handlers; an ignored Ctrl-C stays ignored
     held = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
     try:
         result = kernel(*args)
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, handler)
     if held:
-        raise KeyboardInterrupt
+        handler(signal.SIGINT, held[0])
     return result
 
 

@@ -20,12 +20,12 @@ from ref import BACKENDS, PRESETS, Config, preset
 from ref.config import INFERENCE, MODELS
 from ref.errors import ConfigError, DataError, SRNNError
 
-from . import checkpoint
+from . import checkpoint, ctrl_c
 from .config import DTYPES, TRAIN_LAYOUTS, TrainConfig
 from .data import DATA_DIR_ENV, DATASETS, VARIANTS, load_dataset
 from .engine import ENGINES, EngineOptions, make_engine
 from .evaluation import evaluate, format_metrics
-from .loop import caused_by_ctrl_c, train
+from .loop import train
 from .music import generate, piano_roll_png, write_midi
 from .reproduce import describe_runs, reproduce
 from .rundir import read_run_config, recorded_data_dir
@@ -80,14 +80,16 @@ def main(argv=None):
     """Run the `srnn` command line; returns the exit status."""
     try:
         args = build_parser().parse_args(argv)
-        args.command(args)
+        with ctrl_c.remembered():
+            args.command(args)
+            ctrl_c.check()  # one that landed after the last batch's check
         return 0
     except (SRNNError, _UsageError, OSError) as e:
         message = " ".join(str(e).split())  # one line, whatever the message holds
         print(f"srnn: error: {message}", file=sys.stderr)
         return 2
     except BaseException as e:
-        if not caused_by_ctrl_c(e):
+        if not ctrl_c.caused(e):
             raise
         print(f"srnn: {(str(e) if isinstance(e, KeyboardInterrupt) else '') or 'interrupted'}", file=sys.stderr)
         return 130

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.special import logsumexp
 from tqdm import tqdm
 
+from . import ctrl_c
 from .splits import Batch
 
 EVAL_BATCH_SIZE = 16
@@ -85,6 +86,7 @@ def per_sequence_bounds(engine, split, iw_samples, seed):
         if iw_samples:
             bounds.append(_iw_bound(engine, batch, iw_samples, rng, d_0, z_0))
         d_0, z_0 = d_last, z_last
+        ctrl_c.check()
     return np.concatenate(elbos), (np.concatenate(bounds) if iw_samples else None)
 
 

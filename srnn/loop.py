@@ -31,7 +31,7 @@ from ref import init_params
 from ref.errors import ConfigError, DataError, DivergedError
 from ref.optim import kl_weight, learning_rate
 
-from . import checkpoint
+from . import checkpoint, ctrl_c
 from .data import dataset_dir, load_dataset
 from .engine import EngineOptions, make_engine
 from .evaluation import evaluate, format_metrics
@@ -60,7 +60,7 @@ def train(run_dir, config, train_config, data_dir=None, resume=False, engine=Non
     if resume and not (run_dir / "last.npz").exists():  # before the lock: a mistyped directory is not created
         raise DataError(f"nothing to resume: {run_dir / 'last.npz'} does not exist")
     # one training per run directory: rank 0 holds the lock for every process of a data-parallel run
-    with exclusive(run_dir) if engine.is_main else contextlib.nullcontext():
+    with exclusive(run_dir) if engine.is_main else contextlib.nullcontext(), ctrl_c.remembered():
         remove_stray_temporaries(run_dir)
         run = _resumed_run(run_dir, config, tc, engine) if resume else _new_run(run_dir, config, tc, engine)
         if engine.is_main:
@@ -98,7 +98,7 @@ def _train_and_test(run_dir, config, tc, dataset, run, engine):
                             {"epoch": epoch + 1, "best_valid": best_valid, "adam": adam})
             print(_epoch_line(record, tc.epochs))
     except BaseException as error:
-        if not caused_by_ctrl_c(error):
+        if not ctrl_c.caused(error):
             raise
         done = checkpoint.load(last_path).state["epoch"] if last_path.exists() else 0
         saved = f"epoch {done} is saved in {last_path}" if done else "no epoch had finished"
@@ -140,18 +140,6 @@ class RunStart(NamedTuple):
     first_epoch: int
     best_valid: float
     history: list
-
-
-def caused_by_ctrl_c(error):
-    """Whether `error` is a KeyboardInterrupt or was raised while handling one, at any depth:
-    numba wraps a Ctrl-C inside a compiled kernel in a SystemError, twice when kernels nest."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, KeyboardInterrupt):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def _new_run(run_dir, config, tc, engine):
@@ -225,6 +213,7 @@ def _train_epoch(engine, tc, split, epoch):
                     f"training diverged in epoch {epoch + 1}, batch {b + 1} (learning rate {lr:.3g}, KL weight "
                     f"{beta:.3g}): {e}; the last completed epoch is saved. Lower --lr, or train in --dtype float64 "
                     f"if float32 overflowed") from None
+            ctrl_c.check()
             total_L, total_T = total_L + sum_L, total_T + float(np.sum(batch.mask))
             bar.set_postfix(elbo=f"{total_L / total_T:.4f}")
     return {"train_elbo": total_L / total_T, "kl_weight": beta, "lr": lr}

@@ -8,7 +8,8 @@ per class, each case asserting the exception class (the Python API) or the exit 
     arrays            u, x, mask, eps, states, sample noise, rolls    InputError, ref and torch_impl, every model
     params            parameter mappings, kl_weight, K               ParamsError / InputError, ref and torch_impl, every model
     checkpoints       .npz files that are not what `save` wrote       DataError
-    signals           Ctrl-C in training, in a kernel, in the imports  exit 130, one line
+    signals           Ctrl-C in training, in a kernel, swallowed  exit 130, one line
+                      where it lands, in the imports
     concurrent runs   two trainings on one run directory, and what    exit 2 for the second, the first intact
                       a killed one left
 
@@ -29,9 +30,9 @@ import scipy.io
 
 import ref
 import srnn.engine
-from ref import optim
+from ref import fast, optim
 from ref.errors import ConfigError, DataError, InputError, ParamsError
-from srnn import checkpoint, cli, data, loop, music
+from srnn import checkpoint, cli, ctrl_c, data, loop, music
 from srnn.config import TrainConfig
 from tests.strategies import CONFIGS, perturbed_params, random_batch
 from tests.test_data import small_srnn2016_arrays
@@ -616,6 +617,75 @@ def test_signal_ctrl_c_in_the_test_evaluation(tmp_path, monkeypatch, capsys):
     assert cli.main(["train", *TINY_FLAGS, *FAST_FLAGS, "--epochs", "1", "--run-dir", str(run)]) == 130
     assert_one_error_line(capsys.readouterr().err, "interrupted", prefix="srnn: ")
     assert checkpoint.load(run / "last.npz", training_state=True).state["epoch"] == 1
+
+
+class _CtrlCInADestructor:
+    """A real SIGINT that lands in a __del__, where Python prints "Exception ignored" and goes on,
+    as it does in a weakref callback (where the fault test found one) or a ctypes callback."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # Python runs its handler between bytecodes: here
+            pass
+
+
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler, even when the tests were started with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_signal_ctrl_c_swallowed_where_it_lands_is_raised_at_the_next_check(python_sigint, monkeypatch):
+    swallowed = []
+    monkeypatch.setattr(sys, "unraisablehook", swallowed.append)
+    _CtrlCInADestructor()
+    assert [u.exc_type for u in swallowed] == [KeyboardInterrupt]  # Python's own handler: the Ctrl-C is lost
+    with ctrl_c.remembered():
+        _CtrlCInADestructor()
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c.check()
+    assert len(swallowed) == 1  # not printed: check() raised it
+    ctrl_c.check()  # outside remembered() nothing is pending
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and sys.unraisablehook == swallowed.append
+
+
+def test_signal_ctrl_c_swallowed_in_an_epoch_ends_the_training(tmp_path, monkeypatch, capsys, python_sigint):
+    def kl_weight_in_a_ctrl_c(epoch, *args):
+        if epoch == 1:
+            _CtrlCInADestructor()
+        return real_kl_weight(epoch, *args)
+
+    real_kl_weight = loop.kl_weight
+    monkeypatch.setattr(loop, "kl_weight", kl_weight_in_a_ctrl_c)
+    run = tmp_path / "run"
+    assert cli.main(["train", *TINY_FLAGS, *FAST_FLAGS, "--epochs", "3", "--run-dir", str(run)]) == 130
+    assert_one_error_line(capsys.readouterr().err, f"epoch 1 is saved in {run / 'last.npz'}", prefix="srnn: interrupted")
+    assert checkpoint.load(run / "last.npz", training_state=True).state["epoch"] == 1
+
+
+@pytest.mark.parametrize("handler", ["python", "the caller's"])
+def test_signal_ctrl_c_in_a_kernel_is_handed_over_when_it_returns(python_sigint, handler):
+    """ref.fast holds a Ctrl-C while numba runs or loads a kernel (llvmlite's callbacks would
+    swallow it), then gives it to the handler in place."""
+    calls = []
+    if handler == "the caller's":
+        signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+
+    def kernel(x):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+            pass
+        calls.append("returned")
+        return x + 1
+
+    if handler == "python":
+        with pytest.raises(KeyboardInterrupt):
+            fast._call(kernel, 1)
+        assert calls == ["returned"]
+    else:
+        assert fast._call(kernel, 1) == 2 and calls == ["returned", signal.SIGINT]
 
 
 def test_signal_ctrl_c_during_the_imports():
