@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure  # no pyplot: a file only, any machine
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -36,6 +37,7 @@ BOULANGER_RNN = {"jsb": 8.71, "nottingham": 4.46, "muse": 8.13, "piano": 8.37}
 BOULANGER_RNN_NADE = {"jsb": 5.19, "nottingham": 2.31, "muse": 5.60, "piano": 7.05}
 MODELS = (("", "SRNN"), ("vrnn-", "VRNN"), ("rnn-", "RNN"))  # result-name prefix, label
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+LATENT_PLOT = "latent_usage.png"
 
 
 def load_results(directory=HERE):
@@ -173,6 +175,7 @@ def tables(results):
             latent = r and r["test"].get("latent")
             cells.append(f"{latent['active_units']}/{z}, KL {latent['kl_per_step']:.2f}" if latent else "–")
         out.append(f"| {NAMES[d]} | " + " | ".join(cells) + " |")
+    out.append(f"\nEach unit's activity and KL, sorted, for every z of the sweep: results/{LATENT_PLOT}.")
     out += _header("Ablations on JSB (srnn2016, test ELBO, sequence-averaged)", ["model", "ELBO", "IW K=100", "run"])
     for name, label in (("jsb-srnn2016", "smoothing + Resq (the paper's)"), ("jsb-srnn2016-filtering", "filtering + Resq"),
                         ("jsb-srnn2016-no-resq", "smoothing, no Resq")):
@@ -184,6 +187,36 @@ def tables(results):
                "computed by both implementations in float64 agrees to 1e-8.")
     out.append(not_run_table(results))
     return "\n".join(out) + "\n"
+
+
+def plot_latent_usage(results, path):
+    """For each dataset, every z of the sweep: each unit's activity (the variance of its posterior
+    mean; active above Burda et al.'s threshold) and its KL per step, units sorted from most to least
+    used. Few units carry the KL at large z where the model under-fits (issue 14, item 5)."""
+    fig = Figure(figsize=(4 * len(DATASETS), 7), layout="constrained")
+    axes = fig.subplots(2, len(DATASETS), squeeze=False)
+    for column, d in enumerate(DATASETS):
+        activity_ax, kl_ax = axes[:, column]
+        for z in SWEEP_Z:
+            r = results.get(f"{d}-srnn2016" if z == 100 else f"{d}-srnn2016-z{z}")
+            latent = r and r["test"].get("latent")
+            if not latent:
+                continue
+            label = f"z = {z}: {latent['active_units']} active"
+            activity_ax.plot(np.arange(1, z + 1), sorted(latent["activity"], reverse=True), ".-", label=label)
+            kl_ax.plot(np.arange(1, z + 1), sorted(latent["kl_per_dim"], reverse=True), ".-", label=label)
+        activity_ax.axhline(0.01, color="gray", linestyle=":", label="active above 0.01")
+        activity_ax.set_title(f"{NAMES[d]} (srnn2016 test pieces)")
+        activity_ax.set_ylabel("Cov_x E_q[z_u]")
+        kl_ax.set_ylabel("KL per step (nats)")
+        for ax in (activity_ax, kl_ax):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("unit, sorted")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize="small")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
 def parameter_count(name):
@@ -310,6 +343,7 @@ def not_run_table(results):
 def main():
     results = load_results()
     body = tables(results)
+    plot_latent_usage(results, HERE / LATENT_PLOT)
     details = ["\n## Every result file\n",
                "Beside each `<run>.json`: `<run>_learning_curve.png` and pieces sampled from the best checkpoint, "
                "`<run>_samples/sample_*.png` (piano rolls) and `.mid`.\n",
