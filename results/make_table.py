@@ -22,7 +22,7 @@ from srnn.config import TrainConfig  # noqa: E402
 from srnn.evaluation import summarize  # noqa: E402
 from srnn.loop import changed_settings  # noqa: E402
 from ref.errors import ConfigError  # noqa: E402
-from srnn.reproduce import RUNS, SWEEP_Z, run_settings  # noqa: E402
+from srnn.reproduce import BEST_Z_DATASETS, RUNS, SWEEP_Z, VRNN_AT_SRNN_BEST_Z, run_settings  # noqa: E402
 
 DATASETS = ("jsb", "nottingham", "muse", "piano")
 NAMES = {"jsb": "JSB", "nottingham": "Nottingham", "muse": "Muse", "piano": "Piano"}
@@ -129,6 +129,29 @@ def _paths(r, key="sequence_averaged"):
     return f"{m[key]:.3f} ± {m[key + '_path_se']:.3f}" if m else "–"
 
 
+def sweep_name(dataset, z):
+    """The srnn2016 run of the z sweep at z (z = 100 is the paper's configuration)."""
+    return f"{dataset}-srnn2016" if z == 100 else f"{dataset}-srnn2016-z{z}"
+
+
+def best_z_on_validation(results, dataset):
+    """The z of the dataset's sweep whose best checkpoint has the highest validation ELBO; None
+    until every z has a complete result that records it (test never decides)."""
+    runs = {z: results.get(sweep_name(dataset, z)) for z in SWEEP_Z}
+    if not all(r and "valid" in r and not r["partial"] for r in runs.values()):
+        return None
+    return max(SWEEP_Z, key=lambda z: runs[z]["valid"]["sequence_averaged"])
+
+
+def check_vrnn_best_z(results):
+    """srnn.reproduce.VRNN_AT_SRNN_BEST_Z must be the choice the result files make."""
+    for d in BEST_Z_DATASETS:
+        best, declared = best_z_on_validation(results, d), VRNN_AT_SRNN_BEST_Z.get(d)
+        if best and declared and best != declared:
+            sys.exit(f"srnn.reproduce.VRNN_AT_SRNN_BEST_Z gives {d} z = {declared}, but its sweep's validation "
+                     f"ELBOs choose z = {best}")
+
+
 def _header(title, columns):
     """A table's title and header lines."""
     return [f"\n### {title}\n", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
@@ -157,13 +180,15 @@ def tables(results):
         out.append(f"| {NAMES[d]} | {elbo} | {_iw(r, 100, 'frame_weighted', -1.0)} | {DMM_AUG_IS[d]:.3f} | "
                    f"{DMM_AUG_ELBO[d]:.3f} | {PYRO_DMM_ELBO.get(d, '–')} | {_status(r)} |")
     out += _header("The seed poster's sweep over z (srnn2016, test ELBO, sequence-averaged; d = 300)",
-                   ["dataset", *(f"z = {z}" for z in SWEEP_Z), "poster's best"])
+                   ["dataset", *(f"z = {z}" for z in SWEEP_Z), "best on validation", "poster's best"])
     for d in DATASETS:
         cells = []
         for z in SWEEP_Z:
-            r = results.get(f"{d}-srnn2016" if z == 100 else f"{d}-srnn2016-z{z}")
+            r = results.get(sweep_name(d, z))
             cells.append(_value(r["test"]["elbo"]) + (" (partial)" if r["partial"] else "") if r else "–")
-        out.append(f"| {NAMES[d]} | " + " | ".join(cells) + f" | {POSTER_BEST[d]:.2f} |")
+        best = best_z_on_validation(results, d)
+        chosen = f"z = {best} (valid {results[sweep_name(d, best)]['valid']['sequence_averaged']:.2f})" if best else "–"
+        out.append(f"| {NAMES[d]} | " + " | ".join(cells) + f" | {chosen} | {POSTER_BEST[d]:.2f} |")
     out += tuned_table(results)
     out += _header("How much of z is used, over the sweep (srnn2016 test pieces): active units of z_dim "
                    "(Burda et al.'s Cov_x E_q[z_u] > 0.01) and the KL per step (nats)",
@@ -171,7 +196,7 @@ def tables(results):
     for d in DATASETS:
         cells = []
         for z in SWEEP_Z:
-            r = results.get(f"{d}-srnn2016" if z == 100 else f"{d}-srnn2016-z{z}")
+            r = results.get(sweep_name(d, z))
             latent = r and r["test"].get("latent")
             cells.append(f"{latent['active_units']}/{z}, KL {latent['kl_per_step']:.2f}" if latent else "–")
         out.append(f"| {NAMES[d]} | " + " | ".join(cells) + " |")
@@ -198,7 +223,7 @@ def plot_latent_usage(results, path):
     for column, d in enumerate(DATASETS):
         activity_ax, kl_ax = axes[:, column]
         for z in SWEEP_Z:
-            r = results.get(f"{d}-srnn2016" if z == 100 else f"{d}-srnn2016-z{z}")
+            r = results.get(sweep_name(d, z))
             latent = r and r["test"].get("latent")
             if not latent:
                 continue
@@ -241,20 +266,38 @@ def model_comparison(results):
             columns += ([f"RNN ({millions}): {minus}log-lik. (exact)"] if label == "RNN" else
                         [f"{label} ({millions}): {minus}ELBO", f"{label}: {minus}IW K=100", f"{label}: IW − ELBO"])
         out += _header(f"Models compared: {title}", columns + [label for label, _ in anchors])
-        for d in DATASETS:
+        for d, suffix in comparison_rows(variant):
             cells = []
             for prefix, label in MODELS:
-                r = results.get(f"{prefix}{d}-{variant}")
+                r = results.get(f"{prefix}{d}-{variant}{suffix}")
                 if label == "RNN":
-                    cells.append(_value(r["test"]["elbo"], key, sign) if r else "–")
+                    cells.append("(no z)" if suffix else _value(r["test"]["elbo"], key, sign) if r else "–")
                     continue
                 iw = r and r["test"].get("iw_K100")
                 gap = f"{iw[key] - r['test']['elbo'][key]:.2f}" if iw else "–"
                 cells += [_value(r["test"]["elbo"], key, sign) if r else "–", _iw(r, 100, key, sign), gap]
-            out.append(f"| {NAMES[d]} | " + " | ".join(cells) + " | "
-                       + " | ".join(f"{table[d]:.2f}" for _, table in anchors) + " |")
+            anchor_cells = ["–" if suffix else f"{table[d]:.2f}" for _, table in anchors]
+            out.append(f"| {_row_label(d, variant, suffix)} | " + " | ".join(cells + anchor_cells) + " |")
         out += _verdicts(results, variant, key, sign)
     return out
+
+
+def comparison_rows(variant):
+    """(dataset, run-name suffix) of each row of the model comparison: every dataset, and on
+    srnn2016 the SRNN and the VRNN also at the SRNN's best z (srnn.reproduce.VRNN_AT_SRNN_BEST_Z)."""
+    for d in DATASETS:
+        yield d, ""
+        z = VRNN_AT_SRNN_BEST_Z.get(d, 100) if variant == "srnn2016" else 100
+        if z != 100:
+            yield d, f"-z{z}"
+
+
+def _row_label(dataset, variant, suffix):
+    if not suffix:
+        return NAMES[dataset]
+    counts = ", ".join(f"{label} {parameter_count(f'{prefix}{dataset}-{variant}{suffix}') / 1e6:.2f} M"
+                       for prefix, label in MODELS[:2])
+    return f"{NAMES[dataset]}, {suffix[1:].replace('z', 'z = ')}: the SRNN's best on validation ({counts} parameters)"
 
 
 def _verdicts(results, variant, key, sign):
@@ -265,10 +308,11 @@ def _verdicts(results, variant, key, sign):
     conservative unpaired standard error sqrt(se₁² + se₂²)."""
     lines = []
     favours = "a positive difference favours the SRNN" if sign > 0 else "a negative one favours the SRNN"
-    for d in DATASETS:
-        srnn = results.get(f"{d}-{variant}")
+    for d, suffix in comparison_rows(variant):
+        srnn = results.get(f"{d}-{variant}{suffix}")
+        where = NAMES[d] + (f", {suffix[1:].replace('z', 'z = ')}" if suffix else "")
         for prefix, label in MODELS[1:]:
-            other = results.get(f"{prefix}{d}-{variant}")
+            other = results.get(f"{prefix}{d}-{variant}{suffix}")
             if not (srnn and other):
                 continue
             comparisons = []
@@ -287,7 +331,7 @@ def _verdicts(results, variant, key, sign):
             parts = [f"{bound} {sign * diff:+.3f} ± {se:.3f} ("
                      + ("the SRNN is better" if diff > 2 * se else f"the {label} is better" if diff < -2 * se
                         else "within two standard errors") + ")" for bound, diff, se in comparisons]
-            lines.append(f"\n- {NAMES[d]}: SRNN minus {label} ({favours}): " + "; ".join(parts) + ".")
+            lines.append(f"\n- {where}: SRNN minus {label} ({favours}): " + "; ".join(parts) + ".")
             gaps = [r["test"]["iw_K100"][key] - r["test"]["elbo"][key] for r in (srnn, other) if "iw_K100" in r["test"]]
             if label == "VRNN" and len(gaps) == 2:
                 looser = "the VRNN's" if gaps[1] > gaps[0] else "the SRNN's"
@@ -337,11 +381,22 @@ def not_run_table(results):
         lines.append(f"| {name} | `{command}` | " + (f"{s:.0f}{note} | {tc.epochs} | "
                                                                   f"{tc.epochs * s / 3600:.1f} |" if s
                                                                   else f"not measured | {tc.epochs} | – |"))
+    for d in BEST_Z_DATASETS:  # the VRNN at the SRNN's best z: a run once validation has chosen z
+        if d in VRNN_AT_SRNN_BEST_Z:
+            continue
+        best = best_z_on_validation(results, d)
+        lacking = [sweep_name(d, z) for z in SWEEP_Z if "valid" not in results.get(sweep_name(d, z), {})]
+        todo = (f"VRNN_AT_SRNN_BEST_Z[\"{d}\"] = {best} in srnn/reproduce.py, then `srnn reproduce "
+                f"vrnn-{d}-srnn2016-z{best} --impl torch`" if best else
+                "waits for the validation ELBO of every SRNN run of the sweep: `srnn reproduce` "
+                + ", ".join(lacking) + " again (their files predate it)")
+        lines.append(f"| vrnn-{d}-srnn2016 at the SRNN's best z | {todo} | – | 50 | – |")
     return "\n".join(lines)
 
 
 def main():
     results = load_results()
+    check_vrnn_best_z(results)
     body = tables(results)
     plot_latent_usage(results, HERE / LATENT_PLOT)
     details = ["\n## Every result file\n",

@@ -10,6 +10,7 @@ Layout of the archive:
 
 Files are written atomically: a crash mid-write leaves the previous file untouched.
 """
+import hashlib
 import json
 import os
 import uuid
@@ -109,6 +110,16 @@ def load(path, training_state=False):
         raise ParamsError(f"checkpoint {e}") from None
     _check_state(state, config, path, TRAINING_STATE if training_state else ())
     return Checkpoint(params, config, train_config, state)
+
+
+def fingerprint(params):
+    """SHA-256 of the parameters (names, dtypes, shapes, values): which checkpoint a result is of."""
+    digest = hashlib.sha256()
+    for name in sorted(params):
+        value = np.ascontiguousarray(params[name])
+        digest.update(f"{name}:{value.dtype.str}:{value.shape};".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 def _check_state(state, config, path, required):

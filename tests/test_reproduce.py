@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import ref
@@ -86,6 +87,15 @@ def test_bounds_already_in_the_result_file_of_the_same_checkpoint_are_kept(tmp_p
     assert second["test"]["iw_K3"] == first["test"]["iw_K3"] and second["test"]["iw_K5"]["K"] == 5
     assert second["test"]["iw_K3"] == evaluate(RefEngine(TINY, "float64").load(
         checkpoint.load(tmp_path / "runs" / "jsb-srnn2016" / "best.npz").params), tiny_run.test, 3, 0)["iw"]
+    # another checkpoint under the same settings and epochs (a run trained again elsewhere) is scored anew
+    best_path = tmp_path / "runs" / "jsb-srnn2016" / "best.npz"
+    best = checkpoint.load(best_path)
+    checkpoint.save(best_path, {k: v * np.float32(1.01) for k, v in best.params.items()}, best.config,
+                    best.train_config, best.state)
+    ks_evaluated.clear()
+    third = reproduce.reproduce("jsb-srnn2016", runs_dir=tmp_path / "runs", results_dir=tmp_path / "results")
+    assert 5 in ks_evaluated and third["checkpoint"] != second["checkpoint"]
+    assert third["test"]["iw_K5"] != second["test"]["iw_K5"]
 
 
 def test_a_stale_result_stops_the_tables_and_a_missing_k_is_listed(tmp_path, tiny_run, monkeypatch):
