@@ -22,7 +22,7 @@ from srnn.config import TrainConfig  # noqa: E402
 from srnn.evaluation import summarize  # noqa: E402
 from srnn.loop import changed_settings  # noqa: E402
 from ref.errors import ConfigError  # noqa: E402
-from srnn.reproduce import BEST_Z_DATASETS, RUNS, SWEEP_Z, VRNN_AT_SRNN_BEST_Z, run_settings  # noqa: E402
+from srnn.reproduce import EXTRA_SEEDS, RUNS, SRNN_BEST_Z, SWEEP_Z, run_settings  # noqa: E402
 
 DATASETS = ("jsb", "nottingham", "muse", "piano")
 NAMES = {"jsb": "JSB", "nottingham": "Nottingham", "muse": "Muse", "piano": "Piano"}
@@ -143,13 +143,13 @@ def best_z_on_validation(results, dataset):
     return max(SWEEP_Z, key=lambda z: runs[z]["valid"]["sequence_averaged"])
 
 
-def check_vrnn_best_z(results):
-    """srnn.reproduce.VRNN_AT_SRNN_BEST_Z must be the choice the result files make."""
-    for d in BEST_Z_DATASETS:
-        best, declared = best_z_on_validation(results, d), VRNN_AT_SRNN_BEST_Z.get(d)
+def check_best_z(results):
+    """srnn.reproduce.SRNN_BEST_Z must be the choice the result files make."""
+    for d in DATASETS:
+        best, declared = best_z_on_validation(results, d), SRNN_BEST_Z.get(d)
         if best and declared and best != declared:
-            sys.exit(f"srnn.reproduce.VRNN_AT_SRNN_BEST_Z gives {d} z = {declared}, but its sweep's validation "
-                     f"ELBOs choose z = {best}")
+            sys.exit(f"srnn.reproduce.SRNN_BEST_Z gives {d} z = {declared}, but its sweep's validation ELBOs "
+                     f"choose z = {best}")
 
 
 def _header(title, columns):
@@ -187,7 +187,11 @@ def tables(results):
             r = results.get(sweep_name(d, z))
             cells.append(_value(r["test"]["elbo"]) + (" (partial)" if r["partial"] else "") if r else "–")
         best = best_z_on_validation(results, d)
-        chosen = f"z = {best} (valid {results[sweep_name(d, best)]['valid']['sequence_averaged']:.2f})" if best else "–"
+        chosen = "–"
+        if best:
+            spread = _over_seeds(results, sweep_name(d, best))
+            chosen = (f"z = {best} (valid {results[sweep_name(d, best)]['valid']['sequence_averaged']:.2f})"
+                      + (f"; test over seeds {spread}" if spread != "–" else ""))
         out.append(f"| {NAMES[d]} | " + " | ".join(cells) + f" | {chosen} | {POSTER_BEST[d]:.2f} |")
     out += tuned_table(results)
     out += _header("How much of z is used, over the sweep (srnn2016 test pieces): active units of z_dim "
@@ -284,10 +288,10 @@ def model_comparison(results):
 
 def comparison_rows(variant):
     """(dataset, run-name suffix) of each row of the model comparison: every dataset, and on
-    srnn2016 the SRNN and the VRNN also at the SRNN's best z (srnn.reproduce.VRNN_AT_SRNN_BEST_Z)."""
+    srnn2016 the SRNN and the VRNN also at the SRNN's best z (srnn.reproduce.SRNN_BEST_Z)."""
     for d in DATASETS:
         yield d, ""
-        z = VRNN_AT_SRNN_BEST_Z.get(d, 100) if variant == "srnn2016" else 100
+        z = SRNN_BEST_Z.get(d, 100) if variant == "srnn2016" else 100
         if z != 100:
             yield d, f"-z{z}"
 
@@ -381,22 +385,22 @@ def not_run_table(results):
         lines.append(f"| {name} | `{command}` | " + (f"{s:.0f}{note} | {tc.epochs} | "
                                                                   f"{tc.epochs * s / 3600:.1f} |" if s
                                                                   else f"not measured | {tc.epochs} | – |"))
-    for d in BEST_Z_DATASETS:  # the VRNN at the SRNN's best z: a run once validation has chosen z
-        if d in VRNN_AT_SRNN_BEST_Z:
+    for d in DATASETS:  # the best-z run's seeds and the VRNN at its z: runs once validation has chosen z
+        if d in SRNN_BEST_Z:
             continue
         best = best_z_on_validation(results, d)
         lacking = [sweep_name(d, z) for z in SWEEP_Z if "valid" not in results.get(sweep_name(d, z), {})]
-        todo = (f"VRNN_AT_SRNN_BEST_Z[\"{d}\"] = {best} in srnn/reproduce.py, then `srnn reproduce "
-                f"vrnn-{d}-srnn2016-z{best} --impl torch`" if best else
+        todo = (f"SRNN_BEST_Z[\"{d}\"] = {best} in srnn/reproduce.py, which lists them" if best else
                 "waits for the validation ELBO of every SRNN run of the sweep: `srnn reproduce` "
-                + ", ".join(lacking) + " again (their files predate it)")
-        lines.append(f"| vrnn-{d}-srnn2016 at the SRNN's best z | {todo} | – | 50 | – |")
+                + ", ".join(lacking) + (" (those run predate it)" if any(n in results for n in lacking) else ""))
+        lines.append(f"| {d}-srnn2016 at its best z: seeds {', '.join(map(str, EXTRA_SEEDS))}, and vrnn-{d}-srnn2016 "
+                     f"at that z | {todo} | – | 50 | – |")
     return "\n".join(lines)
 
 
 def main():
     results = load_results()
-    check_vrnn_best_z(results)
+    check_best_z(results)
     body = tables(results)
     plot_latent_usage(results, HERE / LATENT_PLOT)
     details = ["\n## Every result file\n",

@@ -163,14 +163,14 @@ def test_the_vrnn_runs_at_the_z_the_srnn_sweep_chooses_on_validation_never_on_te
     results = {make_table.sweep_name("jsb", z): result(-5 - abs(z - 25) / 100, -5 - abs(z - 10) / 100)
                for z in reproduce.SWEEP_Z}
     assert make_table.best_z_on_validation(results, "jsb") == 25
-    monkeypatch.setattr(make_table, "VRNN_AT_SRNN_BEST_Z", {"jsb": 10})
+    monkeypatch.setattr(make_table, "SRNN_BEST_Z", {"jsb": 10})
     with pytest.raises(SystemExit, match="choose z = 25"):
-        make_table.check_vrnn_best_z(results)
+        make_table.check_best_z(results)
     assert list(make_table.comparison_rows("srnn2016"))[:2] == [("jsb", ""), ("jsb", "-z10")]
     assert ("jsb", "-z10") not in make_table.comparison_rows("boulanger2012")
     # until every z records its validation ELBO nothing is chosen, and the not-run table says what it waits for
     del results["jsb-srnn2016-z2"]["valid"]
-    monkeypatch.setattr(make_table, "VRNN_AT_SRNN_BEST_Z", {})
+    monkeypatch.setattr(make_table, "SRNN_BEST_Z", {})
     assert make_table.best_z_on_validation(results, "jsb") is None
-    assert "| vrnn-jsb-srnn2016 at the SRNN's best z | waits for the validation ELBO" in \
-        make_table.not_run_table(results)
+    assert "| jsb-srnn2016 at its best z: seeds 1, 2, and vrnn-jsb-srnn2016 at that z | waits for the validation " \
+        "ELBO of every SRNN run of the sweep: `srnn reproduce` jsb-srnn2016-z2" in make_table.not_run_table(results)
