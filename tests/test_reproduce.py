@@ -174,3 +174,26 @@ def test_the_vrnn_runs_at_the_z_the_srnn_sweep_chooses_on_validation_never_on_te
     assert make_table.best_z_on_validation(results, "jsb") is None
     assert "| jsb-srnn2016 at its best z: seeds 1, 2, and vrnn-jsb-srnn2016 at that z | waits for the validation " \
         "ELBO of every SRNN run of the sweep: `srnn reproduce` jsb-srnn2016-z2" in make_table.not_run_table(results)
+
+
+def test_the_paper_comparison_is_judged_over_seeds_and_left_open_with_one():
+    sys.path.insert(0, str(ROOT / "results"))
+    import make_table
+
+    def result(elbo):
+        return {"test": {"elbo": {"sequence_averaged": elbo}}}
+
+    paper = make_table.PAPER_SRNN["jsb"]
+    one = {"jsb-srnn2016": result(paper - 1.0)}
+    assert "one seed: not judged" in make_table.against_the_paper(one, "jsb")
+    seeds = {"jsb-srnn2016": result(paper + 0.10), "jsb-srnn2016-seed1": result(paper + 0.12),
+             "jsb-srnn2016-seed2": result(paper + 0.08), "jsb-srnn2016-z10": result(paper - 5)}  # z10: another run
+    sentence = make_table.against_the_paper(seeds, "jsb")
+    assert f"ours {paper + 0.10:.2f} ± 0.01 over 3 seeds" in sentence and "better than the paper's" in sentence
+    seeds["jsb-srnn2016-seed2"] = result(paper - 0.5)  # now the seeds disagree: within two standard errors
+    assert "within two standard errors of the paper's" in make_table.against_the_paper(seeds, "jsb")
+    # on the standard splits an NLL, lower is better: DMM-Aug's importance-sampled one
+    dmm = make_table.DMM_AUG_IS["jsb"]
+    boulanger = {f"jsb-boulanger2012{s}": {"test": {"iw_K100": {"frame_weighted": -(dmm - 0.2 + d)}}}
+                 for s, d in (("", 0.0), ("-seed1", 0.01), ("-seed2", -0.01))}
+    assert "better than DMM-Aug's" in make_table.against_the_paper(boulanger, "jsb", "boulanger2012")
