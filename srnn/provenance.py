@@ -12,12 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def commit():
-    """The repository's short commit hash, with "+dirty" when tracked files differ from it; None outside git."""
+    """The repository's short commit hash, with "+dirty" when tracked files differ from it; None outside git.
+    Changes under results/ do not count: they are what runs write, and a queue of runs in one
+    pinned worktree would otherwise mark every run after the first one dirty."""
     git = lambda *args: subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
     head = git("rev-parse", "--short", "HEAD")
     if head.returncode:
         return None
-    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results").stdout.strip()
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 

@@ -2,6 +2,7 @@
 file that results/make_table.py turns into the tables."""
 import dataclasses
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import ref
-from srnn import checkpoint, loop, reproduce
+from srnn import checkpoint, loop, provenance, reproduce
 from srnn.engine import RefEngine
 from srnn.config import TrainConfig
 from tests.strategies import stream_dataset
@@ -197,3 +198,21 @@ def test_the_paper_comparison_is_judged_over_seeds_and_left_open_with_one():
     boulanger = {f"jsb-boulanger2012{s}": {"test": {"iw_K100": {"frame_weighted": -(dmm - 0.2 + d)}}}
                  for s, d in (("", 0.0), ("-seed1", 0.01), ("-seed2", -0.01))}
     assert "better than DMM-Aug's" in make_table.against_the_paper(boulanger, "jsb", "boulanger2012")
+
+
+def test_the_commit_is_dirty_for_a_changed_source_file_and_not_for_a_changed_result(tmp_path, monkeypatch):
+    git = lambda *args: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                                       cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "run.json").write_text("{}")
+    (tmp_path / "model.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    monkeypatch.setattr(provenance, "ROOT", tmp_path)
+    head = provenance.commit()
+    assert head and "+" not in head
+    (tmp_path / "results" / "run.json").write_text('{"a queue": "wrote it"}')
+    assert provenance.commit() == head
+    (tmp_path / "model.py").write_text("x = 2\n")
+    assert provenance.commit() == head + "+dirty"
