@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 from ref import param_shapes  # noqa: E402
 from ref.config import Config  # noqa: E402
 from srnn.config import TrainConfig  # noqa: E402
+from srnn.analysis import ACTIVE, INFORMATIVE, informative_units  # noqa: E402
 from srnn.evaluation import summarize  # noqa: E402
 from srnn.loop import changed_settings  # noqa: E402
 from ref.errors import ConfigError  # noqa: E402
@@ -223,15 +224,24 @@ def tables(results):
         out.append(f"| {NAMES[d]} | " + " | ".join(cells) + f" | {chosen} | {POSTER_BEST[d]:.2f} |")
     out += tuned_table(results)
     out += _header("How much of z is used, over the sweep (srnn2016 test pieces): active units of z_dim "
-                   "(Burda et al.'s Cov_x E_q[z_u] > 0.01) and the KL per step (nats)",
+                   "(Burda et al.'s Cov_x E_q[z_u] > 0.01), informative units (KL > 0.01 nats per step), "
+                   "the KL per step (nats) and the part of it the uninformative units pay",
                    ["dataset", *(f"z = {z}" for z in SWEEP_Z)])
     for d in DATASETS:
         cells = []
         for z in SWEEP_Z:
             r = results.get(sweep_name(d, z))
             latent = r and r["test"].get("latent")
-            cells.append(f"{latent['active_units']}/{z}, KL {latent['kl_per_step']:.2f}" if latent else "–")
+            if latent:
+                informative, rest = informative_units(latent["kl_per_dim"])
+                cells.append(f"{latent['active_units']}/{z} active, {informative} informative, "
+                             f"KL {latent['kl_per_step']:.2f} ({rest:.2f} uninformative)")
+            else:
+                cells.append("–")
         out.append(f"| {NAMES[d]} | " + " | ".join(cells) + " |")
+    out.append("\nBurda et al.'s criterion assumes a fixed prior: with the SRNN's prior, which moves with d_t, "
+               "a unit whose posterior is its prior still counts as active, so the KL count is the one "
+               "that says how many units carry information (srnn/analysis.py).")
     out.append(f"\nEach unit's activity and KL, sorted, for every z of the sweep: results/{LATENT_PLOT}.")
     out += _header("Ablations on JSB (srnn2016, test ELBO, sequence-averaged)", ["model", "ELBO", "IW K=100", "run"])
     for name, label in (("jsb-srnn2016", "smoothing + Resq (the paper's)"), ("jsb-srnn2016-filtering", "filtering + Resq"),
@@ -259,10 +269,11 @@ def plot_latent_usage(results, path):
             latent = r and r["test"].get("latent")
             if not latent:
                 continue
-            label = f"z = {z}: {latent['active_units']} active"
+            label = f"z = {z}: {latent['active_units']} active, {informative_units(latent['kl_per_dim'])[0]} informative"
             activity_ax.plot(np.arange(1, z + 1), sorted(latent["activity"], reverse=True), ".-", label=label)
             kl_ax.plot(np.arange(1, z + 1), sorted(latent["kl_per_dim"], reverse=True), ".-", label=label)
-        activity_ax.axhline(0.01, color="gray", linestyle=":", label="active above 0.01")
+        activity_ax.axhline(ACTIVE, color="gray", linestyle=":", label=f"active above {ACTIVE}")
+        kl_ax.axhline(INFORMATIVE, color="gray", linestyle=":", label=f"informative above {INFORMATIVE}")
         activity_ax.set_title(f"{NAMES[d]} (srnn2016 test pieces)")
         activity_ax.set_ylabel("Cov_x E_q[z_u]")
         kl_ax.set_ylabel("KL per step (nats)")

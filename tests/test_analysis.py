@@ -4,7 +4,7 @@ import pytest
 
 import ref
 from ref.errors import ConfigError
-from srnn.analysis import ACTIVE, latent_usage
+from srnn.analysis import ACTIVE, INFORMATIVE, informative_units, latent_usage
 from srnn.splits import Split
 from tests.strategies import perturbed_params, random_batch
 
@@ -33,6 +33,22 @@ def test_a_unit_whose_posterior_mean_ignores_the_data_is_inactive():
     usage = latent_usage(params, CONFIG, pieces(CONFIG, 5), seed=6)
     assert usage["activity"][1] == pytest.approx(0.0, abs=1e-12)  # E[μ²] − E[μ]², to round-off
     assert usage["active_units"] == sum(a > ACTIVE for a in usage["activity"]) and usage["activity"][0] > ACTIVE
+
+
+def test_a_unit_whose_posterior_is_its_prior_is_active_but_not_informative():
+    """Why the KL count sits beside Burda et al.'s: with Resq and constant equal variances, unit 2's
+    posterior is its prior, which moves with d_t; its posterior mean varies, its KL is zero."""
+    config = ref.Config(**{**CONFIG.to_dict(), "residual_q": True})
+    params = perturbed_params(config, seed=8)
+    params["post_mu.out.W"][2] = params["post_mu.out.b"][2] = 0.0  # μ_q = μ_p + 0
+    for head in ("prior_logvar", "post_logvar"):  # σ²_q = σ²_p = exp(b)
+        params[f"{head}.out.W"][2], params[f"{head}.out.b"][2] = 0.0, -0.5
+    usage = latent_usage(params, config, pieces(config, 9), seed=10)
+    assert usage["kl_per_dim"][2] == pytest.approx(0.0, abs=1e-12)
+    assert usage["activity"][2] > ACTIVE  # counted active: the prior's mean moves
+    count, rest = informative_units(usage["kl_per_dim"])
+    assert count == sum(k > INFORMATIVE for k in usage["kl_per_dim"]) and count <= 2
+    assert rest == pytest.approx(sum(k for k in usage["kl_per_dim"] if k <= INFORMATIVE), abs=1e-15)
 
 
 def test_the_rnn_has_no_units_to_count():
