@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# Every run of the results table, one after the other (each resumes if it was interrupted),
-# then the tables. On a GPU add: --impl torch --device cuda. Times per epoch: results/README.md.
-set -euo pipefail
+# The runs of the results table whose result file is missing or partial, one after the other (each
+# resumes from its last checkpoint if it was cut off), then the tables. Two of it started side by
+# side share the list: a run whose run directory the other holds is skipped, a run the other has
+# finished meanwhile is not started again. A run that fails is reported and the queue goes on.
+# On a GPU add: --impl torch --device cuda. Times per epoch: results/README.md.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-for name in $(python -m srnn.cli reproduce --list | awk '{print $1}'); do
+pending() { python -m srnn.cli reproduce --list --pending | awk '{print $1}'; }
+failed=()
+for name in $(pending); do
+    pending | grep -qx "$name" || continue  # finished meanwhile by another queue
+    if [ -d "runs/paper/$name" ] && ! flock -n "runs/paper/$name" true; then
+        echo "run_all: $name is being trained by another process: skipped"
+        continue
+    fi
     case "$name" in
-        vrnn-*) python -m srnn.cli reproduce "$name" --impl torch "$@" ;;  # no numba kernel: torch_impl is faster
-        *) python -m srnn.cli reproduce "$name" "$@" ;;
+        vrnn-*) impl=(--impl torch) ;;  # no numba kernel: torch_impl is faster
+        *) impl=() ;;
     esac
+    python -m srnn.cli reproduce "$name" "${impl[@]}" "$@" || failed+=("$name")
 done
 python results/make_table.py
+[ ${#failed[@]} -eq 0 ] || { echo "run_all: failed: ${failed[*]}" >&2; exit 1; }

@@ -27,7 +27,7 @@ from .engine import ENGINES, EngineOptions, make_engine
 from .evaluation import evaluate, format_metrics
 from .loop import train
 from .music import generate, piano_roll_png, write_midi
-from .reproduce import describe_runs, reproduce
+from .reproduce import describe_runs, pending_runs, reproduce
 from .rundir import read_run_config, recorded_data_dir
 
 MODEL_HELP = {
@@ -157,6 +157,8 @@ def build_parser():
     reproduce.set_defaults(command=_reproduce)
     reproduce.add_argument("name", nargs="?", help="the run, e.g. jsb-srnn2016 (see --list)")
     reproduce.add_argument("--list", action="store_true", help="list the runs and exit")
+    reproduce.add_argument("--pending", action="store_true", help="with --list: only the runs whose result file in "
+                                                                 "--results-dir is missing or partial")
     reproduce.add_argument("--seed", type=int, help="train and evaluate the run with this seed instead of its own "
                                                     "(the result is results/<name>-seed<N>.json)")
     reproduce.add_argument("--epochs", type=int, help="stop before the run's 50 epochs (the result is marked partial)")
@@ -172,8 +174,10 @@ REPRODUCE_HELP = ("Train (or resume) one run of the results table with the paper
 
 
 def _reproduce(args):
+    if args.pending and not args.list:
+        raise ConfigError("--pending goes with --list (srnn reproduce --list --pending)")
     if args.list:
-        print(describe_runs())
+        print(describe_runs(pending_runs(args.results_dir) if args.pending else None))
         return
     if args.name is None:
         raise ConfigError("name the run to reproduce (srnn reproduce --list shows them)")

@@ -7,6 +7,7 @@ and then writes one result file.
     srnn reproduce jsb-srnn2016                  # train, evaluate, write results/jsb-srnn2016.json
     srnn reproduce jsb-srnn2016-seed1            # the same run with seed 1: results/jsb-srnn2016-seed1.json
     srnn reproduce --list                        # every run's name and settings
+    srnn reproduce --list --pending              # the runs whose result file is missing or partial
 
 The paper's configuration (from its released code): smoothing + Resq, d 300, z 100, a 300,
 h 500, a two-layer 500-unit feature extractor, Adam 1e-3 with ε 1e-4, the learning rate
@@ -241,10 +242,25 @@ def _cross_check_engine(impl, config):
         return None
 
 
-def describe_runs():
-    """One line per run: name, dataset, variant, model and training changes from the paper's, K list."""
+def pending_runs(results_dir="results"):
+    """The runs whose result file in `results_dir` is missing, partial or unreadable, in the order
+    of RUNS: what is left to run (`srnn reproduce` of each rewrites its file)."""
+    return [name for name in RUNS if not _complete(Path(results_dir) / f"{name}.json")]
+
+
+def _complete(path):
+    try:
+        return json.loads(path.read_text())["partial"] is False
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def describe_runs(names=None):
+    """One line per run (of `names`, default all): name, dataset, variant, model and training
+    changes from the paper's, K list."""
     lines = []
-    for name, (config, tc, ks) in RUNS.items():
+    for name in RUNS if names is None else names:
+        config, tc, ks = RUNS[name]
         changes = {k: v for k, v in config.to_dict().items() if v != Config().to_dict()[k]}
         paper = TrainConfig(dataset=tc.dataset, variant=tc.variant, **PAPER_TRAINING).to_dict()
         training = {k: round(v, 4) if isinstance(v, float) else v for k, v in tc.to_dict().items() if v != paper[k]}

@@ -216,3 +216,14 @@ def test_the_commit_is_dirty_for_a_changed_source_file_and_not_for_a_changed_res
     assert provenance.commit() == head
     (tmp_path / "model.py").write_text("x = 2\n")
     assert provenance.commit() == head + "+dirty"
+
+
+def test_pending_runs_are_those_without_a_complete_result_file(tmp_path):
+    names = list(reproduce.RUNS)
+    (tmp_path / f"{names[0]}.json").write_text(json.dumps({"partial": False}))
+    (tmp_path / f"{names[1]}.json").write_text(json.dumps({"partial": True}))
+    (tmp_path / f"{names[2]}.json").write_text("{\"partial\": fal")  # cut off mid-write by hand
+    assert reproduce.pending_runs(tmp_path) == names[1:]
+    listed = subprocess.run([sys.executable, "-m", "srnn.cli", "reproduce", "--list", "--pending",
+                             "--results-dir", str(tmp_path)], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == names[1:]
