@@ -23,7 +23,7 @@ from srnn.analysis import ACTIVE, INFORMATIVE, informative_units  # noqa: E402
 from srnn.evaluation import summarize  # noqa: E402
 from srnn.loop import changed_settings  # noqa: E402
 from ref.errors import ConfigError  # noqa: E402
-from srnn.reproduce import EXTRA_SEEDS, RUNS, SRNN_BEST_Z, SWEEP_Z, run_settings  # noqa: E402
+from srnn.reproduce import EXTRA_SEEDS, RUNS, SRNN_BEST_Z, SWEEP_Z, missing_bounds, run_settings  # noqa: E402
 
 DATASETS = ("jsb", "nottingham", "muse", "piano")
 NAMES = {"jsb": "JSB", "nottingham": "Nottingham", "muse": "Muse", "piano": "Piano"}
@@ -412,7 +412,7 @@ def not_run_table(results):
                      "hours of training"])
     for name, (config, tc, ks) in RUNS.items():
         if name in results:
-            missing = [K for K in ks if f"iw_K{K}" not in results[name]["test"]]
+            missing = missing_bounds(results[name], ks)
             if missing:  # evaluation only; its time scales with K
                 hours = results[name]["eval_seconds"] * max(missing) / 100 / 3600
                 lines.append(f"| {name}: IW K={', '.join(map(str, missing))} | `srnn reproduce {name}` "

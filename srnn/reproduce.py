@@ -242,15 +242,23 @@ def _cross_check_engine(impl, config):
         return None
 
 
+def missing_bounds(result, ks):
+    """The IW sample counts of `ks` whose bound result file `result` lacks (`srnn reproduce`
+    evaluates them on the trained checkpoint)."""
+    return [K for K in ks if f"iw_K{K}" not in result["test"]]
+
+
 def pending_runs(results_dir="results"):
-    """The runs whose result file in `results_dir` is missing, partial or unreadable, in the order
-    of RUNS: what is left to run (`srnn reproduce` of each rewrites its file)."""
-    return [name for name in RUNS if not _complete(Path(results_dir) / f"{name}.json")]
+    """The runs whose result file in `results_dir` is missing, partial, unreadable or short of one
+    of the run's IW bounds, in the order of RUNS: what is left to run (`srnn reproduce` of each
+    rewrites its file)."""
+    return [name for name, (_, _, ks) in RUNS.items() if not _complete(Path(results_dir) / f"{name}.json", ks)]
 
 
-def _complete(path):
+def _complete(path, ks):
     try:
-        return json.loads(path.read_text())["partial"] is False
+        result = json.loads(path.read_text())
+        return result["partial"] is False and not missing_bounds(result, ks)
     except (OSError, ValueError, KeyError, TypeError):
         return False
 

@@ -220,9 +220,11 @@ def test_the_commit_is_dirty_for_a_changed_source_file_and_not_for_a_changed_res
 
 def test_pending_runs_are_those_without_a_complete_result_file(tmp_path):
     names = list(reproduce.RUNS)
-    (tmp_path / f"{names[0]}.json").write_text(json.dumps({"partial": False}))
-    (tmp_path / f"{names[1]}.json").write_text(json.dumps({"partial": True}))
+    every_bound = {f"iw_K{K}": {} for K in reproduce.RUNS[names[0]][2]}
+    (tmp_path / f"{names[0]}.json").write_text(json.dumps({"partial": False, "test": every_bound}))
+    (tmp_path / f"{names[1]}.json").write_text(json.dumps({"partial": True, "test": every_bound}))
     (tmp_path / f"{names[2]}.json").write_text("{\"partial\": fal")  # cut off mid-write by hand
+    (tmp_path / f"{names[3]}.json").write_text(json.dumps({"partial": False, "test": {}}))  # a K to evaluate
     assert reproduce.pending_runs(tmp_path) == names[1:]
     listed = subprocess.run([sys.executable, "-m", "srnn.cli", "reproduce", "--list", "--pending",
                              "--results-dir", str(tmp_path)], capture_output=True, text=True, check=True, cwd=ROOT)
