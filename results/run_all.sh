@@ -6,11 +6,21 @@
 # On a GPU add: --impl torch --device cuda. Times per epoch: results/README.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-pending() { python -m srnn.cli reproduce --list --pending | awk '{print $1}'; }
+runs_dir=runs/paper results_dir=results  # as `srnn reproduce` has them, unless given below
+args=("$@")
+for i in "${!args[@]}"; do
+    case "${args[i]}" in
+        --runs-dir) runs_dir=${args[i+1]} ;;
+        --runs-dir=*) runs_dir=${args[i]#*=} ;;
+        --results-dir) results_dir=${args[i+1]} ;;
+        --results-dir=*) results_dir=${args[i]#*=} ;;
+    esac
+done
+pending() { python -m srnn.cli reproduce --list --pending --results-dir "$results_dir" | awk '{print $1}'; }
 failed=()
 for name in $(pending); do
     pending | grep -qx "$name" || continue  # finished meanwhile by another queue
-    if [ -d "runs/paper/$name" ] && ! flock -n "runs/paper/$name" true; then
+    if [ -d "$runs_dir/$name" ] && ! flock -n "$runs_dir/$name" true; then
         echo "run_all: $name is being trained by another process: skipped"
         continue
     fi
