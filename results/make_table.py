@@ -404,26 +404,58 @@ def epoch_seconds():
     return seconds
 
 
+def made_runs(results):
+    """(model, dataset, variant, train layout) -> [(z_dim, name, result)] of the complete result
+    files: what a run took on this CPU as the queue makes them (one thread, beside another run)."""
+    made = {}
+    for name, r in results.items():
+        if not r.get("partial"):
+            config, tc = Config.from_dict(r["model"]), TrainConfig.from_dict(r["train"])
+            made.setdefault((config.model, *_epoch_key(tc.dataset, tc.variant, tc.train_layout)), []).append(
+                (config.z_dim, name, r))
+    return made
+
+
+def _hours(config, tc, ks, made, benchmark):
+    """(s/epoch, hours of training and evaluation, where the numbers come from) of a run not made:
+    as the made run of the same model and data nearest in z took (its evaluation scaled to the
+    largest K, which dominates it), else the benchmark's epoch, or None when neither has one."""
+    like = made.get((config.model, *_epoch_key(tc.dataset, tc.variant, tc.train_layout)))
+    if like:
+        z, name, r = min(like, key=lambda m: (abs(math.log(m[0] / config.z_dim)), m[1]))
+        K_made = max([int(k[4:]) for k in r["test"] if k.startswith("iw_K")] or [1])
+        hours = (tc.epochs * r["seconds_per_epoch"] + r["eval_seconds"] * max(ks) / K_made) / 3600
+        return r["seconds_per_epoch"], hours, f"as {name} took"
+    if benchmark:
+        note = "" if config.z_dim == 100 or config.model == "rnn" else " at z = 100"
+        return benchmark, tc.epochs * benchmark / 3600, (f"benchmark{note}, two threads alone: a run of the "
+                                                         f"queue took 1.5-2.5x its time; evaluation not counted")
+    return None
+
+
 def not_run_table(results):
     """The runs not made yet: their command, and the time they need on this CPU."""
-    seconds = epoch_seconds()
+    seconds, made = epoch_seconds(), made_runs(results)
+    total = 0.0
     lines = _header("Not run yet (each one command; `results/run_all.sh` runs them all)",
                     ["run", "command", "s/epoch, this CPU (float32; ref, torch for the VRNN)", "epochs",
-                     "hours of training"])
+                     "hours (training and evaluation)", "estimated from"])
     for name, (config, tc, ks) in RUNS.items():
         if name in results:
             missing = missing_bounds(results[name], ks)
             if missing:  # evaluation only; its time scales with K
                 hours = results[name]["eval_seconds"] * max(missing) / 100 / 3600
                 lines.append(f"| {name}: IW K={', '.join(map(str, missing))} | `srnn reproduce {name}` "
-                             f"(evaluates every K of the run) | trained | – | ~{hours:.1f} (evaluation) |")
+                             f"(evaluates every K of the run) | trained | – | ~{hours:.1f} (evaluation) | "
+                             f"its evaluation at K=100 |")
             continue
-        s = seconds.get((config.model, *_epoch_key(tc.dataset, tc.variant, tc.train_layout)))
-        note = "" if config.z_dim == 100 or config.model == "rnn" else " (measured at z = 100)"
+        estimate = _hours(config, tc, ks, made,
+                          seconds.get((config.model, *_epoch_key(tc.dataset, tc.variant, tc.train_layout))))
+        total += estimate[1] if estimate else 0.0
         command = f"srnn reproduce {name}" + (" --impl torch" if config.model == "vrnn" else "")
-        lines.append(f"| {name} | `{command}` | " + (f"{s:.0f}{note} | {tc.epochs} | "
-                                                                  f"{tc.epochs * s / 3600:.1f} |" if s
-                                                                  else f"not measured | {tc.epochs} | – |"))
+        lines.append(f"| {name} | `{command}` | " + (f"{estimate[0]:.0f} | {tc.epochs} | {estimate[1]:.1f} | "
+                                                     f"{estimate[2]} |" if estimate
+                                                     else f"not measured | {tc.epochs} | – | – |"))
     for d in DATASETS:  # the best-z run's seeds and the VRNN at its z: runs once validation has chosen z
         if d in SRNN_BEST_Z:
             continue
@@ -433,7 +465,9 @@ def not_run_table(results):
                 "waits for the validation ELBO of every SRNN run of the sweep: `srnn reproduce` "
                 + ", ".join(lacking) + (" (those run predate it)" if any(n in results for n in lacking) else ""))
         lines.append(f"| {d}-srnn2016 at its best z: seeds {', '.join(map(str, EXTRA_SEEDS))}, and vrnn-{d}-srnn2016 "
-                     f"at that z | {todo} | – | 50 | – |")
+                     f"at that z | {todo} | – | 50 | – | – |")
+    lines.append(f"\nIn all, the runs estimated above: {total:.0f} hours of one CPU core, as the queue runs them "
+                 f"(one thread each, two side by side).")
     return "\n".join(lines)
 
 

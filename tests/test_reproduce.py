@@ -114,6 +114,26 @@ def test_a_stale_result_stops_the_tables_and_a_missing_k_is_listed(tmp_path, tin
         make_table.load_results(tmp_path / "results")
 
 
+def test_a_run_not_made_is_timed_as_the_made_run_nearest_in_z_took():
+    sys.path.insert(0, str(ROOT / "results"))
+    import make_table
+
+    def made(z, seconds_per_epoch, eval_seconds):
+        config, tc, _ = reproduce.RUNS["jsb-srnn2016"]
+        return {"model": ref.Config(**{**config.to_dict(), "z_dim": z}).to_dict(), "train": tc.to_dict(),
+                "partial": False, "seconds_per_epoch": seconds_per_epoch, "eval_seconds": eval_seconds,
+                "test": {"elbo": {}, "iw_K100": {}}}
+    runs = make_table.made_runs({"a": made(2, 5.0, 60.0), "b": made(100, 10.0, 360.0)})
+    config, tc, _ = reproduce.RUNS["jsb-srnn2016-tuned"]
+    for z in (50, 100):  # z = 50 is nearer 100 than 2 on a log scale
+        s, hours, source = make_table._hours(ref.Config(**{**config.to_dict(), "z_dim": z}), tc, (100, 1000),
+                                             runs, 7.0)
+        assert (s, source) == (10.0, "as b took")
+        assert hours == pytest.approx((tc.epochs * 10.0 + 360.0 * 1000 / 100) / 3600)  # evaluation scales with K
+    assert make_table._hours(config, tc, (100,), {}, 7.0)[:2] == (7.0, tc.epochs * 7.0 / 3600)  # the benchmark's
+    assert make_table._hours(config, tc, (100,), {}, None) is None
+
+
 def test_unknown_run_is_a_clear_error():
     with pytest.raises(ref.ConfigError, match="srnn reproduce --list"):
         reproduce.reproduce("jsb-bogus")
