@@ -12,13 +12,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def commit():
-    """The repository's short commit hash, with "+dirty" when tracked files differ from it; None outside git.
+    """The repository's short commit hash, with "+dirty" when tracked files differ from it.
     Changes under results/ do not count: they are what runs write, and a queue of runs in one
-    pinned worktree would otherwise mark every run after the first one dirty."""
+    pinned worktree would otherwise mark every run after the first one dirty. A copy without git
+    (a GPU machine's, results/run_gpu.sh) has the commit its sender recorded in $SRNN_COMMIT."""
     git = lambda *args: subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-    head = git("rev-parse", "--short", "HEAD")
-    if head.returncode:
-        return None
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+    except FileNotFoundError:  # no git installed
+        head = None
+    if head is None or head.returncode:
+        return os.environ.get("SRNN_COMMIT")
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results").stdout.strip()
     return head.stdout.strip() + ("+dirty" if dirty else "")
 

@@ -220,7 +220,8 @@ def test_the_paper_comparison_is_judged_over_seeds_and_left_open_with_one():
     assert "better than DMM-Aug's" in make_table.against_the_paper(boulanger, "jsb", "boulanger2012")
 
 
-def test_the_commit_is_dirty_for_a_changed_source_file_and_not_for_a_changed_result(tmp_path, monkeypatch):
+def test_the_commit_is_dirty_for_a_changed_source_file_and_not_for_a_changed_result(tmp_path, tmp_path_factory,
+                                                                                     monkeypatch):
     git = lambda *args: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
                                        cwd=tmp_path, check=True, capture_output=True)
     (tmp_path / "results").mkdir()
@@ -236,6 +237,9 @@ def test_the_commit_is_dirty_for_a_changed_source_file_and_not_for_a_changed_res
     assert provenance.commit() == head
     (tmp_path / "model.py").write_text("x = 2\n")
     assert provenance.commit() == head + "+dirty"
+    monkeypatch.setattr(provenance, "ROOT", tmp_path_factory.mktemp("copy"))  # outside git: a GPU machine's copy
+    monkeypatch.setenv("SRNN_COMMIT", head)
+    assert provenance.commit() == head
 
 
 def test_pending_runs_are_those_without_a_complete_result_file(tmp_path):
