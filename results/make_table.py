@@ -117,10 +117,14 @@ def tuned_table(results):
     return out
 
 
+def with_seeds(results, name):
+    """The result of run `name` and those of its -seed<N> runs (the same run with another seed)."""
+    return [r for n, r in results.items() if n == name or re.fullmatch(re.escape(name) + r"-seed\d+", n)]
+
+
 def _over_seeds(results, name, key="sequence_averaged", sign=1.0):
     """The test ELBO of run `name` and of its -seed<N> runs: mean ± standard deviation over seeds."""
-    values = [sign * r["test"]["elbo"][key] for n, r in results.items()
-              if n == name or re.fullmatch(re.escape(name) + r"-seed\d+", n)]
+    values = [sign * r["test"]["elbo"][key] for r in with_seeds(results, name)]
     return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} ({len(values)})" if len(values) > 1 else "–"
 
 
@@ -164,8 +168,7 @@ def against_the_paper(results, dataset, variant="srnn2016"):
         published, label, sign, metric = PAPER_SRNN[dataset], "the paper's", 1.0, ("elbo", "sequence_averaged")
     else:
         published, label, sign, metric = DMM_AUG_IS[dataset], "DMM-Aug's", -1.0, ("iw_K100", "frame_weighted")
-    values = [sign * r["test"][metric[0]][metric[1]] for n, r in results.items()
-              if (n == name or re.fullmatch(re.escape(name) + r"-seed\d+", n)) and metric[0] in r["test"]]
+    values = [sign * r["test"][metric[0]][metric[1]] for r in with_seeds(results, name) if metric[0] in r["test"]]
     if not values:
         return None
     mean, better = float(np.mean(values)), sign * (float(np.mean(values)) - published)  # > 0: ours is better
@@ -375,6 +378,8 @@ def _verdicts(results, variant, key, sign):
                      + ("the SRNN is better" if diff > 2 * se else f"the {label} is better" if diff < -2 * se
                         else "within two standard errors") + ")" for bound, diff, se in comparisons]
             lines.append(f"\n- {where}: SRNN minus {label} ({favours}): " + "; ".join(parts) + ".")
+            lines.append("  " + _over_seeds_verdict(with_seeds(results, f"{d}-{variant}{suffix}"),
+                                                    with_seeds(results, f"{prefix}{d}-{variant}{suffix}"), key, sign))
             gaps = [r["test"]["iw_K100"][key] - r["test"]["elbo"][key] for r in (srnn, other) if "iw_K100" in r["test"]]
             if label == "VRNN" and len(gaps) == 2:
                 looser = "the VRNN's" if gaps[1] > gaps[0] else "the SRNN's"
@@ -382,6 +387,18 @@ def _verdicts(results, variant, key, sign):
                              f"{looser} ELBO is the looser by {abs(gaps[1] - gaps[0]):.3f}, so comparing ELBOs "
                              f"understates that model by as much; the IW bounds, tighter for both, compare them better.")
     return lines
+
+
+def _over_seeds_verdict(srnns, others, key, sign):
+    """Whether the ELBO difference keeps its sign for every pair of seeds of the two models."""
+    if len(srnns) == len(others) == 1:
+        return "One seed of each: not judged over seeds."
+    diffs = [sign * (a["test"]["elbo"][key] - b["test"]["elbo"][key]) for a in srnns for b in others]
+    seeds = f"{len(srnns)} seed{'s' if len(srnns) > 1 else ''} of the SRNN, {len(others)} of the other"
+    listed = ", ".join(f"{v:+.3f}" for v in diffs)
+    if all(v > 0 for v in diffs) or all(v < 0 for v in diffs):
+        return f"Over {seeds}, the ELBO differences are {listed}: the same sign for every pair of seeds."
+    return f"Over {seeds}, the ELBO differences are {listed}: the sign changes with the seed, the verdict does not hold over seeds."
 
 
 def _epoch_key(dataset, variant, train_layout):

@@ -134,6 +134,18 @@ def test_a_run_not_made_is_timed_as_the_made_run_nearest_in_z_took():
     assert make_table._hours(config, tc, (100,), {}, None) is None
 
 
+def test_a_comparison_over_seeds_says_whether_its_sign_holds_for_every_pair_of_seeds():
+    sys.path.insert(0, str(ROOT / "results"))
+    import make_table
+
+    run = lambda elbo: {"test": {"elbo": {"sequence_averaged": elbo}}}
+    holds = make_table._over_seeds_verdict([run(-5.0), run(-5.2)], [run(-5.3)], "sequence_averaged", 1.0)
+    assert "+0.300, +0.100" in holds and "the same sign for every pair" in holds
+    flips = make_table._over_seeds_verdict([run(-5.0), run(-5.4)], [run(-5.3)], "sequence_averaged", 1.0)
+    assert "+0.300, -0.100" in flips and "does not hold over seeds" in flips
+    assert "not judged" in make_table._over_seeds_verdict([run(-5.0)], [run(-5.3)], "sequence_averaged", 1.0)
+
+
 def test_unknown_run_is_a_clear_error():
     with pytest.raises(ref.ConfigError, match="srnn reproduce --list"):
         reproduce.reproduce("jsb-bogus")
