@@ -3,6 +3,7 @@ from the result files results/*.json that `srnn reproduce NAME` writes. Never ty
 
     python results/make_table.py
 """
+import itertools
 import json
 import math
 import re
@@ -246,6 +247,7 @@ def tables(results):
                "a unit whose posterior is its prior still counts as active, so the KL count is the one "
                "that says how many units carry information (srnn/analysis.py).")
     out.append(f"\nEach unit's activity and KL, sorted, for every z of the sweep: results/{LATENT_PLOT}.")
+    out += fit_table(results)
     out += _header("Ablations on JSB (srnn2016, test ELBO, sequence-averaged)", ["model", "ELBO", "IW K=100", "run"])
     for name, label in (("jsb-srnn2016", "smoothing + Resq (the paper's)"), ("jsb-srnn2016-filtering", "filtering + Resq"),
                         ("jsb-srnn2016-no-resq", "smoothing, no Resq")):
@@ -257,6 +259,42 @@ def tables(results):
                "computed by both implementations in float64 agrees to 1e-8.")
     out.append(not_run_table(results))
     return "\n".join(out) + "\n"
+
+
+def fit_table(results):
+    """Under- or over-fitting over the sweep: each srnn2016 SRNN run whose result file holds its
+    learning curve, with the training objective of its last epoch (KL weight 1: the ELBO) beside the
+    validation ELBO of its best checkpoint; then, per dataset and seed, how each moves from the
+    smallest z to the largest. On the srnn2016 files every sequence has the same length, so the
+    frame-weighted training number and the sequence-averaged validation one are the same measure."""
+    rows = []  # (dataset, seed, z, name, train, valid)
+    for name, r in results.items():
+        config, tc = Config.from_dict(r["model"]), TrainConfig.from_dict(r["train"])
+        curve = r.get("curve")
+        if config.model == "srnn" and tc.variant == "srnn2016" and curve and curve["kl_weight"][-1] == 1.0:
+            rows.append((tc.dataset, tc.seed, config.z_dim, name, curve["train_elbo"][-1],
+                         r["valid"]["sequence_averaged"]))
+    if not rows:
+        return []
+    out = _header("How well each run fits (srnn2016, SRNN): the training ELBO of its last epoch against the "
+                  "validation ELBO of its best checkpoint, nats per step",
+                  ["run", "z", "seed", "training ELBO, last epoch", "validation ELBO, best checkpoint",
+                   "training − validation"])
+    rows.sort(key=lambda row: (DATASETS.index(row[0]), row[1], row[2]))
+    for d, seed, z, name, train, valid in rows:
+        out.append(f"| {name} | {z} | {seed} | {train:.3f} | {valid:.3f} | {train - valid:.3f} |")
+    out.append("")
+    for (d, seed), group in itertools.groupby(rows, key=lambda row: row[:2]):
+        group = list(group)
+        if len(group) > 1:
+            (_, _, z_lo, _, train_lo, valid_lo), (_, _, z_hi, _, train_hi, valid_hi) = group[0], group[-1]
+            out.append(f"- {NAMES[d]}, seed {seed}: from z = {z_lo} to z = {z_hi} the training ELBO moves by "
+                       f"{train_hi - train_lo:+.3f} and the validation ELBO by {valid_hi - valid_lo:+.3f} nats "
+                       f"(the gap from {train_lo - valid_lo:.3f} to {train_hi - valid_hi:.3f}).")
+    out.append("\nA training ELBO that falls with z by as much as the validation one is under-fitting (the "
+               "optimisation, not the data, limits the larger model); one that falls while the validation "
+               "ELBO holds is a smaller gap: the larger z over-fits less.")
+    return out
 
 
 def plot_latent_usage(results, path):

@@ -186,7 +186,7 @@ def reproduce(name, engine_factory=None, runs_dir="runs/paper", results_dir="res
         "parameters": sum(int(np.prod(shape)) for shape in param_shapes(config).values()),
         "implementation": engine.describe(), "hardware": machine(),
         "commit": commit(), "command": command or f"srnn reproduce {name}",
-        "valid": valid, "test": metrics, "cross_check": cross,
+        "valid": valid, "curve": learning_curve(history), "test": metrics, "cross_check": cross,
     }
     out = Path(results_dir) / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +194,14 @@ def reproduce(name, engine_factory=None, runs_dir="runs/paper", results_dir="res
     write_artifacts(name, run_dir, results_dir, evaluator)
     print(f"wrote {out}")
     return result
+
+
+def learning_curve(history):
+    """The run's learning curve as data: per epoch, the training objective ΣL/ΣT over the epoch's
+    batches (with its KL weight) and the validation ELBO, sequence-averaged (None between validations)."""
+    return {"epoch": [r["epoch"] for r in history], "train_elbo": [r["train_elbo"] for r in history],
+            "kl_weight": [r["kl_weight"] for r in history],
+            "valid_elbo": [r["valid"] and r["valid"]["sequence_averaged"] for r in history]}
 
 
 def run_settings(name):

@@ -38,6 +38,9 @@ def test_reproduce_writes_a_complete_result_that_both_implementations_confirm(tm
     assert set(r["test"]) >= {"elbo", "iw_K3", "iw_K5", "elbo_paths10"} and r["test"]["iw_K5"]["K"] == 5
     assert r["test"]["elbo_paths10"]["paths"] == 10 and set(r["valid"]) >= {"sequence_averaged", "frame_weighted"}
     assert len(r["test"]["latent"]["kl_per_dim"]) == TINY.z_dim and r["parameters"] > 0
+    history = [json.loads(line) for line in (tmp_path / "runs" / "jsb-srnn2016" / "metrics.jsonl").read_text().splitlines()]
+    assert r["curve"]["train_elbo"] == [h["train_elbo"] for h in history] and r["curve"]["epoch"] == [1, 2]
+    assert r["curve"]["valid_elbo"][0] is None and r["curve"]["valid_elbo"][1] == history[1]["valid"]["sequence_averaged"]
     assert r["cross_check"]["agree"] and r["cross_check"]["implementations"] == ["ref", "torch"]
     assert r["model"] == TINY.to_dict() and r["train"]["epochs"] == 2 and r["command"] == "srnn reproduce jsb-srnn2016"
     assert (tmp_path / "results" / "jsb-srnn2016_learning_curve.png").exists()
@@ -146,6 +149,22 @@ def test_a_comparison_over_seeds_says_whether_its_sign_holds_for_every_pair_of_s
     assert "not judged" in make_table._over_seeds_verdict([run(-5.0)], [run(-5.3)], "sequence_averaged", 1.0)
 
 
+def test_the_fit_table_compares_the_last_training_elbo_with_validation_along_z():
+    sys.path.insert(0, str(ROOT / "results"))
+    import make_table
+
+    def run(z, train, valid):
+        config, tc, _ = reproduce.RUNS["piano-srnn2016"]
+        return {"model": ref.Config(**{**config.to_dict(), "z_dim": z}).to_dict(), "train": tc.to_dict(),
+                "valid": {"sequence_averaged": valid},
+                "curve": {"epoch": [1, 2], "train_elbo": [-9.0, train], "kl_weight": [0.5, 1.0], "valid_elbo": [None, valid]}}
+    lines = make_table.fit_table({"piano-srnn2016": run(100, -6.9, -7.55), "piano-srnn2016-z2": run(2, -6.5, -7.6)})
+    assert "| piano-srnn2016-z2 | 2 | 0 | -6.500 | -7.600 | 1.100 |" in lines
+    assert any("from z = 2 to z = 100 the training ELBO moves by -0.400 and the validation ELBO by +0.050" in line
+               for line in lines)
+    assert make_table.fit_table({"piano-srnn2016": {**run(100, -6.9, -7.55), "curve": None}}) == []
+
+
 def test_unknown_run_is_a_clear_error():
     with pytest.raises(ref.ConfigError, match="srnn reproduce --list"):
         reproduce.reproduce("jsb-bogus")
@@ -189,12 +208,14 @@ def test_the_vrnn_runs_at_the_z_the_srnn_sweep_chooses_on_validation_never_on_te
 
     def result(valid, test):
         metrics = {"sequence_averaged": test, "sequence_averaged_se": 0.1}
-        return {"partial": False, "valid": {"sequence_averaged": valid}, "eval_seconds": 1.0,
+        return {"partial": False, "valid": {"sequence_averaged": valid}, "eval_seconds": 1.0, "seconds_per_epoch": 1.0,
                 "test": {"elbo": metrics, "iw_K100": metrics, "iw_K1000": metrics}}
 
     # validation peaks at z = 25, test at z = 10
     results = {make_table.sweep_name("jsb", z): result(-5 - abs(z - 25) / 100, -5 - abs(z - 10) / 100)
                for z in reproduce.SWEEP_Z}
+    for name, r in results.items():  # the settings a result file records
+        r.update(model=reproduce.RUNS[name][0].to_dict(), train=reproduce.RUNS[name][1].to_dict())
     assert make_table.best_z_on_validation(results, "jsb") == 25
     monkeypatch.setattr(make_table, "SRNN_BEST_Z", {"jsb": 10})
     with pytest.raises(SystemExit, match="choose z = 25"):
