@@ -165,6 +165,16 @@ def test_the_fit_table_compares_the_last_training_elbo_with_validation_along_z()
     assert make_table.fit_table({"piano-srnn2016": {**run(100, -6.9, -7.55), "curve": None}}) == []
 
 
+def test_beating_a_published_elbo_counts_the_standard_error():
+    sys.path.insert(0, str(ROOT / "results"))
+    import make_table
+
+    m = lambda value: {"sequence_averaged": value, "sequence_averaged_se": 0.07}
+    assert make_table._beats(m(-4.59), -4.74) == "yes (+0.15 ± 0.07)"
+    assert make_table._beats(m(-4.70), -4.74).startswith("within two standard errors")
+    assert make_table._beats(m(-4.90), -4.74).startswith("no")
+
+
 def test_unknown_run_is_a_clear_error():
     with pytest.raises(ref.ConfigError, match="srnn reproduce --list"):
         reproduce.reproduce("jsb-bogus")
