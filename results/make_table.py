@@ -467,6 +467,11 @@ def epoch_seconds():
     return seconds
 
 
+def _run_key(config, tc):
+    """What sets a run's epoch time: (model, dataset, variant, train layout), as epoch_seconds() keys it."""
+    return config.model, *_epoch_key(tc.dataset, tc.variant, tc.train_layout)
+
+
 def made_runs(results):
     """(model, dataset, variant, train layout) -> [(z_dim, name, result)] of the complete result
     files: what a run took on this CPU as the queue makes them (one thread, beside another run)."""
@@ -474,8 +479,7 @@ def made_runs(results):
     for name, r in results.items():
         if not r.get("partial"):
             config, tc = Config.from_dict(r["model"]), TrainConfig.from_dict(r["train"])
-            made.setdefault((config.model, *_epoch_key(tc.dataset, tc.variant, tc.train_layout)), []).append(
-                (config.z_dim, name, r))
+            made.setdefault(_run_key(config, tc), []).append((config.z_dim, name, r))
     return made
 
 
@@ -483,7 +487,7 @@ def _hours(config, tc, ks, made, benchmark):
     """(s/epoch, hours of training and evaluation, where the numbers come from) of a run not made:
     as the made run of the same model and data nearest in z took (its evaluation scaled to the
     largest K, which dominates it), else the benchmark's epoch, or None when neither has one."""
-    like = made.get((config.model, *_epoch_key(tc.dataset, tc.variant, tc.train_layout)))
+    like = made.get(_run_key(config, tc))
     if like:
         z, name, r = min(like, key=lambda m: (abs(math.log(m[0] / config.z_dim)), m[1]))
         K_made = max([int(k[4:]) for k in r["test"] if k.startswith("iw_K")] or [1])
@@ -512,8 +516,7 @@ def not_run_table(results):
                              f"(evaluates every K of the run) | trained | – | ~{hours:.1f} (evaluation) | "
                              f"its evaluation at K=100 |")
             continue
-        estimate = _hours(config, tc, ks, made,
-                          seconds.get((config.model, *_epoch_key(tc.dataset, tc.variant, tc.train_layout))))
+        estimate = _hours(config, tc, ks, made, seconds.get(_run_key(config, tc)))
         total += estimate[1] if estimate else 0.0
         command = f"srnn reproduce {name}" + (" --impl torch" if config.model == "vrnn" else "")
         lines.append(f"| {name} | `{command}` | " + (f"{estimate[0]:.0f} | {tc.epochs} | {estimate[1]:.1f} | "
