@@ -194,7 +194,7 @@ def test_a_run_with_another_seed_is_the_same_run_but_its_seed_and_the_tables_sho
     assert elbos[0] != elbos[1], "another seed trains another model"
     assert make_table.load_results(tmp_path / "results").keys() == results.keys()
     spread = make_table._over_seeds(results, "jsb-srnn2016")
-    assert spread == f"{sum(elbos) / 2:.2f} ± {abs(elbos[0] - elbos[1]) / 2 ** 0.5:.2f} (2)"
+    assert spread == f"{sum(elbos) / 2:.3f} ± {abs(elbos[0] - elbos[1]) / 2 ** 0.5:.3f} (2)"
 
 
 def test_the_tuned_recipe_is_chosen_on_validation_never_on_test():
