@@ -24,7 +24,7 @@ from srnn.analysis import ACTIVE, INFORMATIVE, informative_units  # noqa: E402
 from srnn.evaluation import summarize  # noqa: E402
 from srnn.loop import changed_settings  # noqa: E402
 from ref.errors import ConfigError  # noqa: E402
-from srnn.reproduce import EXTRA_SEEDS, RUNS, SRNN_BEST_Z, SWEEP_Z, missing_bounds, run_settings  # noqa: E402
+from srnn.reproduce import EXTRA_SEEDS, RUNS, SRNN_BEST_Z, SWEEP_Z, TUNED, missing_bounds, run_settings  # noqa: E402
 
 DATASETS = ("jsb", "nottingham", "muse", "piano")
 NAMES = {"jsb": "JSB", "nottingham": "Nottingham", "muse": "Muse", "piano": "Piano"}
@@ -270,34 +270,42 @@ def tables(results):
     return "\n".join(out) + "\n"
 
 
+def _recipe(tc):
+    """"tuned" when a srnn2016 TrainConfig follows the tuned recipe (reproduce.TUNED), else "paper"."""
+    return "tuned" if all(getattr(tc, k) == v for k, v in TUNED.items()) else "paper"
+
+
 def fit_table(results):
     """Under- or over-fitting over the sweep: each srnn2016 SRNN run whose result file holds its
     learning curve, with the training objective of its last epoch (KL weight 1: the ELBO) beside the
-    validation ELBO of its best checkpoint; then, per dataset and seed, how each moves from the
-    smallest z to the largest. On the srnn2016 files every sequence has the same length, so the
-    frame-weighted training number and the sequence-averaged validation one are the same measure."""
-    rows = []  # (dataset, seed, z, name, train, valid)
+    validation ELBO of its best checkpoint; then, per dataset, recipe and seed, how each moves from the
+    smallest z to the largest (runs of another schedule are not a sweep of one). On the srnn2016 files
+    every sequence has the same length, so the frame-weighted training number and the sequence-averaged
+    validation one are the same measure."""
+    rows = []  # (dataset, recipe, seed, z, name, train, valid)
     for name, r in results.items():
         config, tc = Config.from_dict(r["model"]), TrainConfig.from_dict(r["train"])
         curve = r.get("curve")
         if config.model == "srnn" and tc.variant == "srnn2016" and curve and curve["kl_weight"][-1] == 1.0:
-            rows.append((tc.dataset, tc.seed, config.z_dim, name, curve["train_elbo"][-1],
+            rows.append((tc.dataset, _recipe(tc), tc.seed, config.z_dim, name, curve["train_elbo"][-1],
                          r["valid"]["sequence_averaged"]))
     if not rows:
         return []
     out = _header("How well each run fits (srnn2016, SRNN): the training ELBO of its last epoch against the "
                   "validation ELBO of its best checkpoint, nats per step",
-                  ["run", "z", "seed", "training ELBO, last epoch", "validation ELBO, best checkpoint",
+                  ["run", "recipe", "z", "seed", "training ELBO, last epoch", "validation ELBO, best checkpoint",
                    "training − validation"])
-    rows.sort(key=lambda row: (DATASETS.index(row[0]), row[1], row[2]))
-    for d, seed, z, name, train, valid in rows:
-        out.append(f"| {name} | {z} | {seed} | {train:.3f} | {valid:.3f} | {train - valid:.3f} |")
+    rows.sort(key=lambda row: (DATASETS.index(row[0]), row[1], row[2], row[3]))
+    for d, recipe, seed, z, name, train, valid in rows:
+        out.append(f"| {name} | {recipe} | {z} | {seed} | {train:.3f} | {valid:.3f} | {train - valid:.3f} |")
     out.append("")
-    for (d, seed), group in itertools.groupby(rows, key=lambda row: row[:2]):
+    for (d, recipe, seed), group in itertools.groupby(rows, key=lambda row: row[:3]):
         group = list(group)
         if len(group) > 1:
-            (_, _, z_lo, _, train_lo, valid_lo), (_, _, z_hi, _, train_hi, valid_hi) = group[0], group[-1]
-            out.append(f"- {NAMES[d]}, seed {seed}: from z = {z_lo} to z = {z_hi} the training ELBO moves by "
+            (*_, z_lo, _, train_lo, valid_lo), (*_, z_hi, _, train_hi, valid_hi) = group[0], group[-1]
+            label = "the tuned recipe" if recipe == "tuned" else "the paper's recipe"
+            out.append(f"- {NAMES[d]}, {label}, seed {seed}: "
+                       f"from z = {z_lo} to z = {z_hi} the training ELBO moves by "
                        f"{train_hi - train_lo:+.3f} and the validation ELBO by {valid_hi - valid_lo:+.3f} nats "
                        f"(the gap from {train_lo - valid_lo:.3f} to {train_hi - valid_hi:.3f}).")
     out.append("\nA training ELBO that falls with z by as much as the validation one is under-fitting (the "
