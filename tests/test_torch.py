@@ -224,6 +224,21 @@ def test_torch_initialises_as_ref_init_params(name):
             np.testing.assert_array_equal(exported[k], v.astype(np.float32), err_msg=k)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_torch_nonlinearity_and_its_slope_match_ref_at_the_kinks(dtype):
+    from ref.nn import clipped_leaky_relu
+    from torch_impl.model import clipped_leaky_relu as torch_f
+
+    points = np.array([-10.0, -9.0, -3.0, -1.0, 0.0, 1.0, 3.0, 5.0, -7.3, 2.9])
+    v = torch.tensor(points, dtype=dtype, requires_grad=True)
+    f_v = torch_f(v, 3.0)
+    f_v.sum().backward()
+    as_dtype = numpy_of(v).dtype
+    np.testing.assert_allclose(numpy_of(f_v), clipped_leaky_relu(points, 3.0), rtol=np.finfo(as_dtype).eps)
+    slopes = autograd.elementwise_grad(lambda a: clipped_leaky_relu(a, 3.0))(points)  # 0, 1/3, 1: exact in dtype
+    np.testing.assert_array_equal(numpy_of(v.grad), slopes.astype(as_dtype))
+
+
 def test_model_for_builds_the_class_of_config_model_and_each_class_refuses_another_model():
     """The factory dispatches on config.model; a class built from another model's config is a ConfigError."""
     for config in (CONFIGS["paper-options"], CONFIGS["vrnn"], CONFIGS["rnn"]):
