@@ -492,16 +492,46 @@ def made_runs(results):
     return made
 
 
+def _nearest_in_z(runs, z_dim):
+    """The (z_dim, name, result) of `runs` nearest z_dim on a log scale (ties: the first name)."""
+    return min(runs, key=lambda m: (abs(math.log(m[0] / z_dim)), m[1]))
+
+
+def _run_hours(r, tc, ks):
+    """Hours a run of tc.epochs with the largest K of ks takes, as the made run r took (its
+    evaluation scaled to that K, which dominates it)."""
+    K_made = max([int(k[4:]) for k in r["test"] if k.startswith("iw_K")] or [1])
+    return (tc.epochs * r["seconds_per_epoch"] + r["eval_seconds"] * max(ks) / K_made) / 3600
+
+
+def _time_over_srnn(made, model):
+    """{dataset: a `model` run's seconds per epoch over the SRNN's} where both were made on the same
+    data (variant and layout), each of its runs paired with the SRNN run nearest in z."""
+    ratios = {}
+    for key, runs in made.items():
+        srnns = made.get(("srnn", *key[1:]))
+        if key[0] == model and srnns:
+            ratios[key[1:]] = float(np.mean([r["seconds_per_epoch"] / _nearest_in_z(srnns, z)[2]["seconds_per_epoch"]
+                                             for z, _, r in runs]))
+    return ratios
+
+
 def _hours(config, tc, ks, made, benchmark):
     """(s/epoch, hours of training and evaluation, where the numbers come from) of a run not made:
-    as the made run of the same model and data nearest in z took (its evaluation scaled to the
-    largest K, which dominates it), else the benchmark's epoch, or None when neither has one."""
+    as the made run of the same model and data nearest in z took; else, for a baseline, as the
+    SRNN's run on that data took, times the baseline's time over the SRNN's where both were made;
+    else the benchmark's epoch; None when there is none of these."""
     like = made.get(_run_key(config, tc))
     if like:
-        z, name, r = min(like, key=lambda m: (abs(math.log(m[0] / config.z_dim)), m[1]))
-        K_made = max([int(k[4:]) for k in r["test"] if k.startswith("iw_K")] or [1])
-        hours = (tc.epochs * r["seconds_per_epoch"] + r["eval_seconds"] * max(ks) / K_made) / 3600
-        return r["seconds_per_epoch"], hours, f"as {name} took"
+        _, name, r = _nearest_in_z(like, config.z_dim)
+        return r["seconds_per_epoch"], _run_hours(r, tc, ks), f"as {name} took"
+    srnns, ratios = made.get(("srnn", *_run_key(config, tc)[1:])), _time_over_srnn(made, config.model)
+    if config.model != "srnn" and srnns and ratios:
+        _, name, r = _nearest_in_z(srnns, config.z_dim)
+        ratio = float(np.mean(list(ratios.values())))
+        return (ratio * r["seconds_per_epoch"], ratio * _run_hours(r, tc, ks),
+                f"as {name} took × {ratio:.1f}, the {config.model.upper()}'s epoch over the SRNN's on the "
+                f"{len(ratios)} data set{'s' * (len(ratios) > 1)} where both ran")
     if benchmark:
         note = "" if config.z_dim == 100 or config.model == "rnn" else " at z = 100"
         return benchmark, tc.epochs * benchmark / 3600, (f"benchmark{note}, two threads alone: a run of the "

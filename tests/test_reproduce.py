@@ -121,8 +121,8 @@ def test_a_run_not_made_is_timed_as_the_made_run_nearest_in_z_took():
     sys.path.insert(0, str(ROOT / "results"))
     import make_table
 
-    def made(z, seconds_per_epoch, eval_seconds):
-        config, tc, _ = reproduce.RUNS["jsb-srnn2016"]
+    def made(z, seconds_per_epoch, eval_seconds, name="jsb-srnn2016"):
+        config, tc, _ = reproduce.RUNS[name]
         return {"model": ref.Config(**{**config.to_dict(), "z_dim": z}).to_dict(), "train": tc.to_dict(),
                 "partial": False, "seconds_per_epoch": seconds_per_epoch, "eval_seconds": eval_seconds,
                 "test": {"elbo": {}, "iw_K100": {}}}
@@ -135,6 +135,13 @@ def test_a_run_not_made_is_timed_as_the_made_run_nearest_in_z_took():
         assert hours == pytest.approx((tc.epochs * 10.0 + 360.0 * 1000 / 100) / 3600)  # evaluation scales with K
     assert make_table._hours(config, tc, (100,), {}, 7.0)[:2] == (7.0, tc.epochs * 7.0 / 3600)  # the benchmark's
     assert make_table._hours(config, tc, (100,), {}, None) is None
+    # a baseline not made on this data: the SRNN's run there, times the baseline's time over the SRNN's elsewhere
+    runs = make_table.made_runs({"a": made(2, 5.0, 60.0), "b": made(100, 10.0, 360.0),
+                                 "p": made(100, 20.0, 0.0, "piano-srnn2016"), "v": made(100, 50.0, 0.0, "vrnn-piano-srnn2016")})
+    vrnn, tc, _ = reproduce.RUNS["vrnn-jsb-srnn2016"]
+    s, hours, source = make_table._hours(vrnn, tc, (100,), runs, 7.0)
+    assert (s, source) == (25.0, "as b took × 2.5, the VRNN's epoch over the SRNN's on the 1 data set where both ran")
+    assert hours == pytest.approx(2.5 * (tc.epochs * 10.0 + 360.0) / 3600)
 
 
 def test_a_comparison_over_seeds_says_whether_its_sign_holds_for_every_pair_of_seeds():
