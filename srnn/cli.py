@@ -158,7 +158,8 @@ def build_parser():
     reproduce.add_argument("name", nargs="?", help="the run, e.g. jsb-srnn2016 (see --list)")
     reproduce.add_argument("--list", action="store_true", help="list the runs and exit")
     reproduce.add_argument("--pending", action="store_true", help="with --list: only the runs whose result file in "
-                                                                 "--results-dir is missing or partial")
+                                                                 "--results-dir is missing, partial or short of what "
+                                                                 "the tables need (an IW bound, a validation ELBO)")
     reproduce.add_argument("--seed", type=int, help="train and evaluate the run with this seed instead of its own "
                                                     "(the result is results/<name>-seed<N>.json)")
     reproduce.add_argument("--epochs", type=int, help="stop before the run's 50 epochs (the result is marked partial)")

@@ -246,9 +246,17 @@ def test_the_vrnn_runs_at_the_z_the_srnn_sweep_chooses_on_validation_never_on_te
     # until every z records its validation ELBO nothing is chosen, and the not-run table says what it waits for
     del results["jsb-srnn2016-z2"]["valid"]
     monkeypatch.setattr(make_table, "SRNN_BEST_Z", {})
+    monkeypatch.setattr(reproduce, "SRNN_BEST_Z", {})
     assert make_table.best_z_on_validation(results, "jsb") is None
+    not_run = make_table.not_run_table(results)
     assert "| jsb-srnn2016 at its best z: seeds 1, 2, and vrnn-jsb-srnn2016 at that z | waits for the validation " \
-        "ELBO of every SRNN run of the sweep: `srnn reproduce` jsb-srnn2016-z2" in make_table.not_run_table(results)
+        "ELBO of every SRNN run of the sweep, listed above: jsb-srnn2016-z2" in not_run
+    # the run whose file predates the validation ELBO is trained again: listed, and pending for run_all.sh
+    assert "| jsb-srnn2016-z2: validation ELBO | `srnn reproduce jsb-srnn2016-z2` (trains it again" in not_run
+    assert reproduce.lacks_validation("jsb-srnn2016-z2", results["jsb-srnn2016-z2"])
+    assert not reproduce.lacks_validation("jsb-srnn2016-z10", results["jsb-srnn2016-z10"])
+    monkeypatch.setattr(reproduce, "SRNN_BEST_Z", {"jsb": 10})  # z chosen: nothing waits for it any more
+    assert not reproduce.lacks_validation("jsb-srnn2016-z2", results["jsb-srnn2016-z2"])
 
 
 def test_the_paper_comparison_is_judged_over_seeds_and_left_open_with_one():
@@ -303,7 +311,10 @@ def test_pending_runs_are_those_without_a_complete_result_file(tmp_path):
     (tmp_path / f"{names[1]}.json").write_text(json.dumps({"partial": True, "test": every_bound}))
     (tmp_path / f"{names[2]}.json").write_text("{\"partial\": fal")  # cut off mid-write by hand
     (tmp_path / f"{names[3]}.json").write_text(json.dumps({"partial": False, "test": {}}))  # a K to evaluate
-    assert reproduce.pending_runs(tmp_path) == names[1:]
+    waiting = reproduce.sweep_name(next(d for d in reproduce.DATASETS if d not in reproduce.SRNN_BEST_Z), 100)
+    (tmp_path / f"{waiting}.json").write_text(json.dumps({"partial": False, "test": every_bound}))  # no "valid"
+    assert names[:4] == ["jsb-srnn2016", "jsb-boulanger2012", "jsb-srnn2016-z2", "jsb-srnn2016-z10"]
+    assert reproduce.pending_runs(tmp_path) == names[1:]  # the waiting run among them
     listed = subprocess.run([sys.executable, "-m", "srnn.cli", "reproduce", "--list", "--pending",
                              "--results-dir", str(tmp_path)], capture_output=True, text=True, check=True, cwd=ROOT)
     assert [line.split()[0] for line in listed.stdout.splitlines()] == names[1:]
