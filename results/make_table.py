@@ -501,8 +501,8 @@ def _run_hours(r, tc, ks):
 
 
 def _time_over_srnn(made, model):
-    """{dataset: a `model` run's seconds per epoch over the SRNN's} where both were made on the same
-    data (variant and layout), each of its runs paired with the SRNN run nearest in z."""
+    """{(dataset, variant, layout): a `model` run's seconds per epoch over the SRNN's} where both
+    were made on the same data, each of its runs paired with the SRNN run nearest in z."""
     ratios = {}
     for key, runs in made.items():
         srnns = made.get(("srnn", *key[1:]))
@@ -521,8 +521,9 @@ def _hours(config, tc, ks, made, benchmark):
     if like:
         _, name, r = _nearest_in_z(like, config.z_dim)
         return r["seconds_per_epoch"], _run_hours(r, tc, ks), f"as {name} took"
-    srnns, ratios = made.get(("srnn", *_run_key(config, tc)[1:])), _time_over_srnn(made, config.model)
-    if config.model != "srnn" and srnns and ratios:
+    srnns = made.get(("srnn", *_run_key(config, tc)[1:])) if config.model != "srnn" else None
+    ratios = _time_over_srnn(made, config.model) if srnns else {}
+    if ratios:
         _, name, r = _nearest_in_z(srnns, config.z_dim)
         ratio = float(np.mean(list(ratios.values())))
         return (ratio * r["seconds_per_epoch"], ratio * _run_hours(r, tc, ks),
