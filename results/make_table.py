@@ -566,12 +566,13 @@ def not_run_table(results):
     for name, (config, tc, ks) in RUNS.items():
         if name in results:
             missing = missing_bounds(results[name], ks)
-            if lacks_validation(name, results[name]):  # trained again: the choice of z waits for it
+            if lacks_validation(name, results[name]):  # trained again: a choice on validation waits for it
                 r = results[name]
                 hours = _run_hours(r, tc, ks)
                 total += hours
                 lines.append(f"| {name}: validation ELBO | `srnn reproduce {name}` (trains it again: its file "
-                             f"predates the validation ELBO that chooses z) | {r['seconds_per_epoch']:.0f} | "
+                             f"predates the validation ELBO that chooses {'z and ' if 'srnn2016' in name else ''}the recipe) | "
+                             f"{r['seconds_per_epoch']:.0f} | "
                              f"{tc.epochs} | {hours:.1f} | as it took |")
             elif missing:  # evaluation only; its time scales with K
                 hours = results[name]["eval_seconds"] * max(missing) / 100 / 3600
