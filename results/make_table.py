@@ -112,11 +112,12 @@ def _z(name):
     return RUNS[name][0].z_dim
 
 
-def _beats(m, published):
-    """Is a test ELBO above a published one, counting its standard error over test pieces (the
-    paper gives none for its own)?"""
-    diff, se = m["sequence_averaged"] - published, m["sequence_averaged_se"]
-    verdict = "yes" if diff > 2 * se else "within two standard errors" if diff > -2 * se else "no"
+def _beats(m, published, key="sequence_averaged", sign=1.0):
+    """Is a test bound better than a published one, counting its standard error over test pieces
+    (the published numbers give none)? With sign = -1 both are NLLs (ours is -m[key]) and lower is
+    better. The verdict, and ours minus the published number."""
+    diff, se = sign * m[key] - published, m[key + "_se"]
+    verdict = "yes" if sign * diff > 2 * se else "within two standard errors" if sign * diff > -2 * se else "no"
     return f"{verdict} ({diff:+.2f} ± {se:.2f})"
 
 
@@ -125,7 +126,7 @@ def tuned_table(results):
     it aims to beat."""
     out = _header(f"The recipe chosen on validation: {RECIPES}; srnn2016, test ELBO per step, sequence-averaged",
                   ["dataset", "chosen: ELBO", "chosen: ELBO, 10 paths", "chosen: IW K=100", "ours, paper's configuration",
-                   "paper (SRNN)", "beats the paper", "run"])
+                   "paper (SRNN)", "beats the paper (ours − paper)", "run"])
     for d in DATASETS:
         name, r, note = recipe_choice(results, d, "srnn2016")
         paper_recipe = results.get(f"{d}-srnn2016")
@@ -136,11 +137,11 @@ def tuned_table(results):
     out += _header(f"The recipe chosen on validation: {RECIPES}; boulanger2012, test NLL bounds per frame, "
                    "frame-weighted (lower is better)",
                    ["dataset", "chosen: −IW K=100", "chosen: −IW K=1000", "chosen: −ELBO", "DMM-Aug, importance-sampled",
-                    "below DMM-Aug", "run"])
+                    "below DMM-Aug (ours − DMM-Aug, at the largest K)", "run"])
     for d in DATASETS:
         name, r, note = recipe_choice(results, d, "boulanger2012")
-        best_iw = r and min(-r["test"][k]["frame_weighted"] for k in r["test"] if k.startswith("iw_K"))
-        below = "–" if r is None else ("yes" if best_iw < DMM_AUG_IS[d] else "no")
+        tightest = r and max((k for k in r["test"] if k.startswith("iw_K")), key=lambda k: int(k[4:]))
+        below = "–" if r is None else _beats(r["test"][tightest], DMM_AUG_IS[d], "frame_weighted", -1.0)
         out.append(f"| {NAMES[d]} | {_iw(r, 100, 'frame_weighted', -1.0)} | {_iw(r, 1000, 'frame_weighted', -1.0)} | "
                    f"{_value(r['test']['elbo'], 'frame_weighted', -1.0) if r else '–'} | {DMM_AUG_IS[d]:.3f} | "
                    f"{below} | {name or ''} ({note}) |")

@@ -231,6 +231,21 @@ def test_the_recipe_and_z_are_chosen_on_validation_never_on_test():
     assert make_table.recipe_choice(sweep, "jsb", "srnn2016") == (None, None, "not run")
 
 
+def test_a_bound_beats_a_published_number_only_by_more_than_two_standard_errors():
+    sys.path.insert(0, str(ROOT / "results"))
+    import make_table
+
+    elbo = {"sequence_averaged": -4.5, "sequence_averaged_se": 0.1}  # a log-likelihood bound: higher is better
+    assert make_table._beats(elbo, -4.74) == "yes (+0.24 ± 0.10)"
+    assert make_table._beats(elbo, -4.6).startswith("within two standard errors")
+    assert make_table._beats(elbo, -4.2).startswith("no")
+    # against an NLL, lower is better: ours is the negated bound, and ours minus theirs is negative when better
+    iw = {"frame_weighted": -6.0, "frame_weighted_se": 0.1}
+    assert make_table._beats(iw, 6.288, "frame_weighted", -1.0) == "yes (-0.29 ± 0.10)"
+    assert make_table._beats(iw, 6.1, "frame_weighted", -1.0).startswith("within two standard errors")
+    assert make_table._beats(iw, 5.7, "frame_weighted", -1.0) == "no (+0.30 ± 0.10)"
+
+
 def test_the_vrnn_runs_at_the_z_the_srnn_sweep_chooses_on_validation_never_on_test(monkeypatch):
     sys.path.insert(0, str(ROOT / "results"))
     import make_table
