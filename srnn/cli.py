@@ -89,10 +89,12 @@ def main(argv=None):
         print(f"srnn: error: {message}", file=sys.stderr)
         return 2
     except BaseException as e:
-        if not ctrl_c.caused(e):
+        interrupt = ctrl_c.caused(e)
+        if interrupt is None:
             raise
-        print(f"srnn: {(str(e) if isinstance(e, KeyboardInterrupt) else '') or 'interrupted'}", file=sys.stderr)
-        return 130
+        what, status = ctrl_c.ended(interrupt)
+        print(f"srnn: {str(interrupt) or what}", file=sys.stderr)
+        return status
 
 
 def build_parser():

@@ -98,12 +98,13 @@ def _train_and_test(run_dir, config, tc, dataset, run, engine):
                             {"epoch": epoch + 1, "best_valid": best_valid, "adam": adam})
             print(_epoch_line(record, tc.epochs))
     except BaseException as error:
-        if not ctrl_c.caused(error):
+        interrupt = ctrl_c.caused(error)
+        if interrupt is None:
             raise
         done = checkpoint.load(last_path).state["epoch"] if last_path.exists() else 0
         saved = f"epoch {done} is saved in {last_path}" if done else "no epoch had finished"
-        raise KeyboardInterrupt(
-            f"interrupted; {saved}; continue with: srnn train --run-dir {run_dir} --resume") from None
+        raise type(interrupt)(
+            f"{ctrl_c.ended(interrupt)[0]}; {saved}; continue with: srnn train --run-dir {run_dir} --resume") from None
     if not main:
         return None
     best = checkpoint.load(run_dir / "best.npz")

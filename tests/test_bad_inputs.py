@@ -563,7 +563,7 @@ def test_checkpoints(write, message, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------
-# Signals: Ctrl-C ends in one line and status 130, at any depth, and loses nothing saved
+# Signals: Ctrl-C ends in one line and status 130 (SIGTERM: 143), at any depth, and loses nothing saved
 # ---------------------------------------------------------------------------------------
 
 def _ctrl_c():
@@ -583,21 +583,29 @@ def _ctrl_c_inside_nested_numba_kernels():
                           "set") from inner
 
 
-@pytest.mark.parametrize("ctrl_c", [_ctrl_c, _ctrl_c_inside_nested_numba_kernels], ids=["python", "numba-nested"])
-def test_signal_ctrl_c_in_an_epoch(tmp_path, monkeypatch, capsys, ctrl_c):
+def _sigterm():
+    """What srnn.ctrl_c's handler raises for SIGTERM."""
+    raise ctrl_c.Terminated
+
+
+@pytest.mark.parametrize("interrupt, status, what", [(_ctrl_c, 130, "interrupted"),
+                                                     (_ctrl_c_inside_nested_numba_kernels, 130, "interrupted"),
+                                                     (_sigterm, 143, "terminated")],
+                         ids=["python", "numba-nested", "sigterm"])
+def test_signal_ctrl_c_in_an_epoch(tmp_path, monkeypatch, capsys, interrupt, status, what):
     epochs_run = []
 
     def interrupted_epoch(engine, tc, split, epoch):
         if epoch == 1:
-            ctrl_c()
+            interrupt()
         epochs_run.append(epoch)
         return {"train_elbo": -1.0, "kl_weight": 1.0, "lr": 1e-3}
 
     monkeypatch.setattr(loop, "_train_epoch", interrupted_epoch)
     run = tmp_path / "run"
-    assert cli.main(["train", *TINY_FLAGS, *FAST_FLAGS, "--epochs", "3", "--run-dir", str(run)]) == 130
+    assert cli.main(["train", *TINY_FLAGS, *FAST_FLAGS, "--epochs", "3", "--run-dir", str(run)]) == status
     err = capsys.readouterr().err
-    assert_one_error_line(err, f"epoch 1 is saved in {run / 'last.npz'}", prefix="srnn: interrupted")
+    assert_one_error_line(err, f"epoch 1 is saved in {run / 'last.npz'}", prefix=f"srnn: {what}")
     assert f"continue with: srnn train --run-dir {run} --resume" in err
     assert epochs_run == [0] and checkpoint.load(run / "last.npz", training_state=True).state["epoch"] == 1
 
@@ -649,6 +657,43 @@ def test_signal_ctrl_c_swallowed_where_it_lands_is_raised_at_the_next_check(pyth
     assert len(swallowed) == 1  # not printed: check() raised it
     ctrl_c.check()  # outside remembered() nothing is pending
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and sys.unraisablehook == swallowed.append
+
+
+@pytest.fixture
+def python_sigterm():
+    """Python's own SIGTERM disposition (the process ends), whatever the tests were started with."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+class _SigtermInADestructor:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            pass
+
+
+def test_signal_sigterm_is_handled_as_ctrl_c_and_swallowed_is_raised_at_the_next_check(python_sigterm, monkeypatch):
+    swallowed = []
+    monkeypatch.setattr(sys, "unraisablehook", swallowed.append)
+    with ctrl_c.remembered():
+        assert signal.getsignal(signal.SIGTERM) is ctrl_c._handler  # else the kill below would end the tests
+        _SigtermInADestructor()
+        with pytest.raises(ctrl_c.Terminated):
+            ctrl_c.check()
+        with pytest.raises(ctrl_c.Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                pass
+    assert swallowed == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    ctrl_c.check()
+    assert ctrl_c.ended(ctrl_c.Terminated()) == ("terminated", 143)
+    assert ctrl_c.ended(KeyboardInterrupt()) == ("interrupted", 130)
+    # a SIGTERM handler the caller installed stays theirs
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with ctrl_c.remembered():
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
 
 
 def test_signal_ctrl_c_swallowed_in_an_epoch_ends_the_training(tmp_path, monkeypatch, capsys, python_sigint):

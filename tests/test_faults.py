@@ -1,7 +1,7 @@
-"""Faults: a training killed at random moments, by SIGKILL (nothing of the process runs after it)
-and by SIGINT (Ctrl-C), three times each and resumed after each, ends exactly where an
-uninterrupted run ends: the same parameters, Adam state, best checkpoint, epoch records and
-test metrics, bit for bit, with no temporary file left behind."""
+"""Faults: a training killed at random moments, by SIGKILL (nothing of the process runs after it),
+by SIGINT (Ctrl-C) and by SIGTERM (`kill`, a scheduler's stop), twice each and resumed after
+each, ends exactly where an uninterrupted run ends: the same parameters, Adam state, best
+checkpoint, epoch records and test metrics, bit for bit, with no temporary file left behind."""
 import json
 import os
 import random
@@ -59,7 +59,7 @@ def test_killed_and_interrupted_training_resumes_to_the_uninterrupted_run_bitwis
     reference, faulty = tmp_path / "reference", tmp_path / "faulty"
     uninterrupted = start(reference)  # runs beside the faulty one
     rng = random.Random(SEED)
-    signals = [signal.SIGKILL, signal.SIGINT] * 3
+    signals = [signal.SIGKILL, signal.SIGINT, signal.SIGTERM] * 2
     rng.shuffle(signals)
     for sig in signals:
         process = start(faulty)
@@ -69,10 +69,12 @@ def test_killed_and_interrupted_training_resumes_to_the_uninterrupted_run_bitwis
         except subprocess.TimeoutExpired:
             process.send_signal(sig)
         _, err = process.communicate(timeout=120)
-        assert process.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130), (sig, err)
-        if sig == signal.SIGINT:
+        ended = {signal.SIGKILL: (-signal.SIGKILL, None), signal.SIGINT: (130, "srnn: interrupted"),
+                 signal.SIGTERM: (143, "srnn: terminated")}[sig]
+        assert process.returncode == ended[0], (sig, err)
+        if ended[1]:
             lines = err.strip().splitlines()
-            assert len(lines) == 1 and lines[0].startswith("srnn: interrupted"), err
+            assert len(lines) == 1 and lines[0].startswith(ended[1]), err
         if (faulty / "last.npz").exists():  # what an interruption leaves always loads
             checkpoint.load(faulty / "last.npz", training_state=True)
     for process in (start(faulty), uninterrupted):
