@@ -24,7 +24,7 @@ from srnn.analysis import ACTIVE, INFORMATIVE, informative_units  # noqa: E402
 from srnn.evaluation import summarize  # noqa: E402
 from srnn.loop import changed_settings  # noqa: E402
 from ref.errors import ConfigError  # noqa: E402
-from srnn.reproduce import (EXTRA_SEEDS, RUNS, SRNN_BEST_Z, SWEEP_Z, TUNED, lacks_validation,  # noqa: E402
+from srnn.reproduce import (EXTRA_SEEDS, RECIPE_CHOICE, RUNS, SRNN_BEST_Z, SWEEP_Z, TUNED, lacks_validation,  # noqa: E402
                              missing_bounds, run_settings, sweep_name)
 
 DATASETS = ("jsb", "nottingham", "muse", "piano")
@@ -87,24 +87,34 @@ def recipe_choice(results, dataset, variant):
     z = 10 and z = 100 runs and the paper recipe's (its z sweep on srnn2016, its one run on
     boulanger2012), the one with the highest validation ELBO (the metric of the variant's table).
     The schedule is chosen as z is: a dataset the tuned schedule over-fits keeps the paper's.
-    (name, result, note); the note names the runs the choice still waits for."""
+    (name, waiting): the chosen run (None before a tuned run has been made) and the runs the
+    choice still waits for (not made, or made before the validation ELBO was recorded)."""
     key = "sequence_averaged" if variant == "srnn2016" else "frame_weighted"
     tuned = [f"{dataset}-{variant}-tuned-z10", f"{dataset}-{variant}-tuned"]
     paper = [sweep_name(dataset, z) for z in SWEEP_Z] if variant == "srnn2016" else [f"{dataset}-{variant}"]
     made = [n for n in tuned + paper if n in results and not results[n]["partial"]]
-    if not set(made) & set(tuned):
-        return None, None, "not run"
-    candidates = [n for n in made if "valid" in results[n]]
-    name = max(candidates, key=lambda n: results[n]["valid"][key])
-    recipe = "the tuned recipe" if name in tuned else "the paper's recipe"
-    note = f"{recipe} at z = {_z(name)}, chosen on validation: valid {results[name]['valid'][key]:.3f}"
     waiting = [n for n in tuned + paper if n not in made or lacks_validation(n, results[n])]
-    unscored = [n for n in made if n not in candidates and n not in waiting]
-    if waiting:
-        note += f"; not final: waits for {', '.join(waiting)}"
-    if unscored:
-        note += f"; {', '.join(unscored)} records no validation ELBO (it predates it), so it is not a candidate"
-    return name, results[name], note
+    if not set(made) & set(tuned):
+        return None, waiting
+    return max((n for n in made if n not in waiting), key=lambda n: results[n]["valid"][key]), waiting
+
+
+def check_recipe_choice(results):
+    """srnn.reproduce.RECIPE_CHOICE must name the choice the result files make, once they make it."""
+    for d, variant in itertools.product(DATASETS, ("srnn2016", "boulanger2012")):
+        (name, waiting), declared = recipe_choice(results, d, variant), RECIPE_CHOICE.get(f"{d}-{variant}")
+        if declared and (waiting or name != declared):
+            sys.exit(f"srnn.reproduce.RECIPE_CHOICE gives {d}-{variant} {declared}, but its runs' validation ELBOs "
+                     + (f"choose {name}" if not waiting else f"wait for {', '.join(waiting)}"))
+
+
+def _choice_note(results, name, waiting, key):
+    """What the recipe table says of a choice: which recipe, z and validation ELBO, and whether it is final."""
+    if name is None:
+        return "not run"
+    recipe = "the tuned recipe" if "-tuned" in name else "the paper's recipe"
+    note = f"{name}: {recipe} at z = {_z(name)}, chosen on validation (valid {results[name]['valid'][key]:.3f})"
+    return note + (f"; not final: waits for {', '.join(waiting)}" if waiting else "")
 
 
 def _z(name):
@@ -112,39 +122,52 @@ def _z(name):
     return RUNS[name][0].z_dim
 
 
-def _beats(m, published, key="sequence_averaged", sign=1.0):
-    """Is a test bound better than a published one, counting its standard error over test pieces
-    (the published numbers give none)? With sign = -1 both are NLLs (ours is -m[key]) and lower is
-    better. The verdict, and ours minus the published number."""
-    diff, se = sign * m[key] - published, m[key + "_se"]
+def _beats(runs, published, metric=("elbo", "sequence_averaged"), sign=1.0):
+    """Is ours better than a published number (which gives no error of its own)? Ours: test bound
+    `metric` of a run and of its other seeds. Over two or more seeds, their mean with its standard
+    error over seeds (all score the same pieces: the seed is what moves it); with one, its standard
+    error over test pieces. With sign = -1 the published number is an NLL, ours the negated bound,
+    and lower is better. The verdict, and ours minus the published number."""
+    measured = [r["test"][metric[0]] for r in runs]
+    values = [sign * m[metric[1]] for m in measured]
+    if len(values) > 1:  # seeds can agree to a few thousandths: three decimals
+        se, over, digits = float(np.std(values, ddof=1) / np.sqrt(len(values))), f"{len(values)} seeds", 3
+    else:
+        se, over, digits = measured[0][metric[1] + "_se"], "test pieces", 2
+    diff = float(np.mean(values)) - published
     verdict = "yes" if sign * diff > 2 * se else "within two standard errors" if sign * diff > -2 * se else "no"
-    return f"{verdict} ({diff:+.2f} ± {se:.2f})"
+    return f"{verdict} ({diff:+.{digits}f} ± {se:.{digits}f} over {over})"
 
 
 def tuned_table(results):
     """The recipe chosen on validation beside the paper's configuration and the published numbers
     it aims to beat."""
     out = _header(f"The recipe chosen on validation: {RECIPES}; srnn2016, test ELBO per step, sequence-averaged",
-                  ["dataset", "chosen: ELBO", "chosen: ELBO, 10 paths", "chosen: IW K=100", "ours, paper's configuration",
-                   "paper (SRNN)", "beats the paper (ours − paper)", "run"])
+                  ["dataset", "chosen: ELBO", "chosen: ELBO over seeds (mean ± sd, n)", "chosen: ELBO, 10 paths",
+                   "chosen: IW K=100", "ours, paper's configuration", "paper (SRNN)", "beats the paper (ours − paper)",
+                   "run"])
     for d in DATASETS:
-        name, r, note = recipe_choice(results, d, "srnn2016")
-        paper_recipe = results.get(f"{d}-srnn2016")
-        beats = "–" if r is None else _beats(r["test"]["elbo"], PAPER_SRNN[d])
+        name, waiting = recipe_choice(results, d, "srnn2016")
+        r, paper_recipe = results.get(name), results.get(f"{d}-srnn2016")
+        beats = "–" if r is None else _beats(with_seeds(results, name), PAPER_SRNN[d])
         ours = _value(paper_recipe["test"]["elbo"]) if paper_recipe else "–"
-        out.append(f"| {NAMES[d]} | {_value(r['test']['elbo']) if r else '–'} | {_paths(r)} | "
-                   f"{_iw(r, 100, 'sequence_averaged')} | {ours} | {PAPER_SRNN[d]:.2f} | {beats} | {name or ''} ({note}) |")
+        out.append(f"| {NAMES[d]} | {_value(r['test']['elbo']) if r else '–'} | "
+                   f"{_over_seeds(results, name) if r else '–'} | {_paths(r)} | {_iw(r, 100, 'sequence_averaged')} | "
+                   f"{ours} | {PAPER_SRNN[d]:.2f} | {beats} | "
+                   f"{_choice_note(results, name, waiting, 'sequence_averaged')} |")
     out += _header(f"The recipe chosen on validation: {RECIPES}; boulanger2012, test NLL bounds per frame, "
                    "frame-weighted (lower is better)",
                    ["dataset", "chosen: −IW K=100", "chosen: −IW K=1000", "chosen: −ELBO", "DMM-Aug, importance-sampled",
                     "below DMM-Aug (ours − DMM-Aug, at the largest K)", "run"])
     for d in DATASETS:
-        name, r, note = recipe_choice(results, d, "boulanger2012")
+        name, waiting = recipe_choice(results, d, "boulanger2012")
+        r = results.get(name)
         tightest = r and max((k for k in r["test"] if k.startswith("iw_K")), key=lambda k: int(k[4:]))
-        below = "–" if r is None else _beats(r["test"][tightest], DMM_AUG_IS[d], "frame_weighted", -1.0)
+        below = "–" if r is None else _beats(with_seeds(results, name), DMM_AUG_IS[d], (tightest, "frame_weighted"),
+                                             -1.0)
         out.append(f"| {NAMES[d]} | {_iw(r, 100, 'frame_weighted', -1.0)} | {_iw(r, 1000, 'frame_weighted', -1.0)} | "
                    f"{_value(r['test']['elbo'], 'frame_weighted', -1.0) if r else '–'} | {DMM_AUG_IS[d]:.3f} | "
-                   f"{below} | {name or ''} ({note}) |")
+                   f"{below} | {_choice_note(results, name, waiting, 'frame_weighted')} |")
     return out
 
 
@@ -605,6 +628,7 @@ def not_run_table(results):
 def main():
     results = load_results()
     check_best_z(results)
+    check_recipe_choice(results)
     body = tables(results)
     plot_latent_usage(results, HERE / LATENT_PLOT)
     details = ["\n## Every result file\n",
