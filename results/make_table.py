@@ -42,7 +42,8 @@ MODELS = (("", "SRNN"), ("vrnn-", "VRNN"), ("rnn-", "RNN"))  # result-name prefi
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 LATENT_PLOT = "latent_usage.png"
 RECIPES = ("the paper's schedule (z from its sweep) or the tuned one (a departure from the paper: 100 epochs, "
-           "decay from epoch 41 by 1.05, z = 10 or 100), whichever has the higher validation ELBO")
+           "decay from epoch 41 by 1.05, stopped 20 epochs after the best validation ELBO, z = 10 or 100), "
+           "whichever has the higher validation ELBO")
 
 
 def load_results(directory=HERE):
@@ -56,7 +57,8 @@ def load_results(directory=HERE):
             sys.exit(f"results/{name}.json: no run of that name (`srnn reproduce --list`)")
         # TrainConfig(**...) fills fields added since with their defaults
         model, training = changed_settings(Config(**r["model"]), TrainConfig(**r["train"]), config, tc)
-        changed = training + model + (["epochs"] if r["planned_epochs"] != tc.epochs else [])
+        changed = training + model + (["epochs"] if r["planned_epochs"] != tc.epochs else []) + \
+            (["patience"] if TrainConfig(**r["train"]).patience != tc.patience else [])
         if changed:
             sys.exit(f"results/{name}.json was made with other settings ({', '.join(changed)}) than "
                      f"`srnn reproduce {name}` uses now; run it again or delete the file")
@@ -71,7 +73,9 @@ def _value(m, key="sequence_averaged", sign=1.0):
 def _status(r):
     if r is None:
         return "not run"
-    state = f"partial, {r['epochs']}/{r['planned_epochs']} epochs" if r["partial"] else f"{r['epochs']} epochs"
+    state = (f"partial, {r['epochs']}/{r['planned_epochs']} epochs" if r["partial"] else
+             f"stopped early, {r['epochs']}/{r['planned_epochs']} epochs" if r.get("stopped_early") else
+             f"{r['epochs']} epochs")
     cross = r.get("cross_check")
     agree = " · ref = torch ✓" if cross and cross["agree"] else (" · ref ≠ torch ✗" if cross else "")
     return f"{state}, best {r['best_epoch']}{agree}"
@@ -100,12 +104,13 @@ def recipe_choice(results, dataset, variant):
 
 
 def check_recipe_choice(results):
-    """srnn.reproduce.RECIPE_CHOICE must name the choice the result files make, once they make it."""
+    """srnn.reproduce.RECIPE_CHOICE must name the choice the result files make, once they make it
+    (while a run it compares is made again, the declared choice stands, as SRNN_BEST_Z's does)."""
     for d, variant in itertools.product(DATASETS, ("srnn2016", "boulanger2012")):
         (name, waiting), declared = recipe_choice(results, d, variant), RECIPE_CHOICE.get(f"{d}-{variant}")
-        if declared and (waiting or name != declared):
+        if declared and not waiting and name != declared:
             sys.exit(f"srnn.reproduce.RECIPE_CHOICE gives {d}-{variant} {declared}, but its runs' validation ELBOs "
-                     + (f"choose {name}" if not waiting else f"wait for {', '.join(waiting)}"))
+                     f"choose {name}")
 
 
 def _choice_note(results, name, waiting, key):

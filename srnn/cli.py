@@ -59,6 +59,7 @@ TRAIN_HELP = {
     "lr_decay_start": "the learning rate decays from epoch lr-decay-start + 1 on (epochs counted from 0)",
     "lr_decay": "divide the learning rate by this every epoch once it decays",
     "valid_every": "validate every this many epochs (and after the last)",
+    "patience": "stop early once this many epochs have passed since the best validation ELBO (0: never)",
     "iw_samples": "K, paths of the importance-weighted bound on the test split",
     "seed": "seed of parameter initialisation, batch order and noise",
     "dtype": "float64 or float32",

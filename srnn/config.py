@@ -36,6 +36,7 @@ class TrainConfig(DictFields):
     lr_decay_start: int = 20
     lr_decay: float = 1.2
     valid_every: int = 1
+    patience: int = 0               # stop once this many epochs pass without a better validation ELBO (0: never)
     iw_samples: int = 100           # K of the importance-weighted bound on the test split
     seed: int = 0
     dtype: str = "float64"
@@ -48,7 +49,7 @@ class TrainConfig(DictFields):
             object.__setattr__(self, "variant", SYNTHETIC_VARIANT)
         for name in ("epochs", "batch_size", "valid_every", "iw_samples"):
             check_int(name, getattr(self, name), minimum=1)
-        for name in ("kl_anneal_epochs", "lr_decay_start", "seed"):
+        for name in ("kl_anneal_epochs", "lr_decay_start", "seed", "patience"):
             check_int(name, getattr(self, name), minimum=0)
         for name in ("lr", "adam_eps", "max_grad_norm", "clip_value"):
             value = getattr(self, name)
@@ -60,6 +61,9 @@ class TrainConfig(DictFields):
             raise ConfigError(f"kl_start must be in [0, 1], got {self.kl_start!r}")
         if not is_real(self.lr_decay) or not self.lr_decay >= 1:
             raise ConfigError(f"lr_decay must be a number >= 1, got {self.lr_decay!r}")
+        if 0 < self.patience < self.valid_every:
+            raise ConfigError(f"patience ({self.patience}) must be at least valid_every ({self.valid_every}): "
+                              f"the epochs without a better validation ELBO are counted between validations")
         check_choice("train_layout", self.train_layout, TRAIN_LAYOUTS)
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("backend", self.backend, BACKENDS)

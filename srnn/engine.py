@@ -59,6 +59,10 @@ class Engine(Protocol):
     def elbo_and_states(self, batch: Batch, eps: np.ndarray, d_0: Any, z_0: Any) -> tuple[np.ndarray, Any, Any]:
         """L_i (B,) with β = 1, and the states at each T_i."""
 
+    def any_process(self, flag: bool) -> bool:
+        """Whether `flag` holds in any process of the run: the processes of a data-parallel run
+        decide together what only rank 0 knows (that validation says stop)."""
+
     def log_importance_weights(self, batch: Batch, eps: np.ndarray, d_0: Any, z_0: Any) -> np.ndarray:
         """log w_k of each sequence, (K, B), for eps (K, B, T, z_dim)."""
 
@@ -95,6 +99,9 @@ class RefEngine:
 
     def describe(self):
         return {"impl": "ref", "backend": self.backend, "dtype": self.dtype}
+
+    def any_process(self, flag):
+        return flag
 
     def for_model(self, config, params):
         return RefEngine(config, self.dtype, self.backend).load(params)

@@ -38,7 +38,7 @@ from .evaluation import evaluate, format_metrics
 from .rundir import exclusive, read_history, remove_stray_temporaries, write_history, write_json, write_run_config
 from .splits import as_streams
 
-RESUMABLE_CHANGES = ("epochs", "backend", "iw_samples")  # a resumed run may change these and still train the same
+RESUMABLE_CHANGES = ("epochs", "patience", "backend", "iw_samples")  # a resumed run may change these and still train the same
 
 
 def train(run_dir, config, train_config, data_dir=None, resume=False, engine=None):
@@ -79,6 +79,12 @@ def _train_and_test(run_dir, config, tc, dataset, run, engine):
     last_path = run_dir / "last.npz"
     try:
         for epoch in range(run.first_epoch, tc.epochs):
+            # early stopping, decided by rank 0 (which validates) for every process; a stopped run resumed stops again
+            if tc.patience and engine.any_process(main and patience_spent(history, tc.patience)):
+                if main:
+                    print(f"srnn: stopping early: no better validation ELBO since epoch {best_epoch(history)} "
+                          f"(patience {tc.patience})")
+                break
             seconds = time.perf_counter()
             stats = _train_epoch(engine, tc, dataset.train, epoch)
             if not main:
@@ -115,6 +121,19 @@ def _train_and_test(run_dir, config, tc, dataset, run, engine):
     print(f"test split, best checkpoint (epoch {metrics['epoch']}):")
     print(format_metrics(metrics))
     return metrics
+
+
+def best_epoch(history):
+    """The epoch of the best validation ELBO in the epoch records `history` (the first of equals,
+    as best.npz keeps it); 0 before any validation."""
+    validated = [r for r in history if r["valid"] is not None]
+    return max(validated, key=lambda r: r["valid"]["sequence_averaged"])["epoch"] if validated else 0
+
+
+def patience_spent(history, patience):
+    """Whether `patience` (> 0) epochs have passed since the best validation ELBO in the epoch
+    records `history`: the rule that stops training early."""
+    return bool(patience and history and best_epoch(history) and history[-1]["epoch"] - best_epoch(history) >= patience)
 
 
 def train_split(split, tc):

@@ -99,6 +99,9 @@ SETTINGS = [
     pytest.param(TrainConfig, dict(backend="cuda"), "backend", id="train-backend"),
     pytest.param(TrainConfig, dict(iw_samples=0), "iw_samples", id="train-iw_samples-0"),
     pytest.param(TrainConfig, dict(seed=-1), "seed", id="train-seed-negative"),
+    pytest.param(TrainConfig, dict(patience=-1), "patience", id="train-patience-negative"),
+    pytest.param(TrainConfig, dict(valid_every=2, patience=1), "patience (1) must be at least valid_every (2)",
+                 id="train-patience-below-valid_every"),
 ]
 
 

@@ -130,6 +130,20 @@ def test_data_parallel_training_with_two_processes_equals_one_process(tmp_path):
         assert r1["train_elbo"] == pytest.approx(r2["train_elbo"], rel=1e-9)
 
 
+def test_data_parallel_training_stops_early_where_one_process_does(tmp_path):
+    """Only rank 0 validates; every process stops with it (Engine.any_process)."""
+    flags = [*TINY_FLAGS, "--impl", "torch", "--device", "cpu", "--epochs", "10", "--batch-size", "48",
+             "--iw-samples", "2", "--lr", "0.1", "--kl-anneal-epochs", "1", "--valid-every", "1", "--patience", "1"]
+    single = _srnn("train", *flags, "--run-dir", tmp_path / "one")
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "srnn.cli")
+    parallel = _srnn("train", *flags, "--run-dir", tmp_path / "two", launcher=torchrun)
+    assert single.returncode == 0 and parallel.returncode == 0, single.stderr + parallel.stderr
+    assert single.stdout.count("stopping early") == parallel.stdout.count("stopping early") == 1
+    one, two = (rundir.read_history(tmp_path / run) for run in ("one", "two"))
+    assert 1 < len(one) == len(two) < 10 and loop.patience_spent(one, 1) and not loop.patience_spent(one[:-1], 1)
+
+
 def test_cli_runs_every_command_with_impl_torch(tmp_path, capsys):
     run = tmp_path / "run"
     common = ["--impl", "torch", "--device", "cpu"]

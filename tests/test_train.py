@@ -111,6 +111,36 @@ def test_resumed_run_reproduces_uninterrupted_run_bitwise(tmp_path):
     assert drop_time("straight") == drop_time("resumed")
 
 
+def test_training_stops_early_once_patience_is_spent_and_a_stopped_run_resumed_stays_stopped(tmp_path,
+                                                                                              scripted_validation):
+    # validation peaks at epoch 2: patience 2 stops the run after epoch 4, which is what the full run did up to there
+    values = [-5.0, -4.0, -4.5, -4.6, -4.7, -4.8]
+    scripted_validation(values)
+    loop.train(tmp_path / "full", TINY, TrainConfig(epochs=6, valid_every=1, **FAST))
+    made = scripted_validation(values)
+    tc = TrainConfig(epochs=6, valid_every=1, patience=2, **FAST)
+    loop.train(tmp_path / "stopped", TINY, tc)
+    drop_time = lambda run: [{k: v for k, v in r.items() if k != "seconds"} for r in rundir.read_history(tmp_path / run)]
+    assert len(made) == 4 and drop_time("stopped") == drop_time("full")[:4]
+    assert loop.patience_spent(rundir.read_history(tmp_path / "stopped"), 2)
+    assert not loop.patience_spent(rundir.read_history(tmp_path / "full")[:3], 2)
+    full, stopped = (checkpoint.load(tmp_path / run / "best.npz") for run in ("full", "stopped"))
+    assert full.state == stopped.state == {"epoch": 2} and _params_equal(full.params, stopped.params)
+    # resumed, it trains no further epoch; with patience 0 (a resumable change) it goes on to the last
+    loop.train(tmp_path / "stopped", TINY, tc, resume=True)
+    assert len(rundir.read_history(tmp_path / "stopped")) == 4 and len(made) == 4
+    loop.train(tmp_path / "stopped", TINY, TrainConfig(epochs=6, valid_every=1, **FAST), resume=True)
+    assert drop_time("stopped") == drop_time("full")
+
+
+def test_patience_counts_from_the_first_of_equal_best_validations():
+    history = [{"epoch": e, "valid": None if e % 2 else {"sequence_averaged": v}} for e, v in
+               zip(range(1, 9), [0, -1.0, 0, -2.0, 0, -1.0, 0, -3.0])]
+    # the best (epoch 2) and an equal one later (epoch 6): the first counts, as best.npz keeps it
+    assert loop.patience_spent(history[:6], 4) and not loop.patience_spent(history[:5], 4)
+    assert not loop.patience_spent(history, 0) and not loop.patience_spent(history[:1], 1)
+
+
 def test_run_directory_holds_every_artifact(tmp_path, stream_data):
     metrics = loop.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=2, lr=3e-3))
     names = {p.name for p in tmp_path.iterdir()}

@@ -101,6 +101,13 @@ class TorchEngine:
             dist.all_reduce(sum_L)
         return float(sum_L), d_last.detach(), z_last.detach()
 
+    def any_process(self, flag):
+        if self.world == 1:
+            return flag
+        flag = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
     @torch.no_grad()
     def elbo_and_states(self, batch, eps, d_0, z_0):
         with self._autocast():
