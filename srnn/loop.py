@@ -38,7 +38,8 @@ from .evaluation import evaluate, format_metrics
 from .rundir import exclusive, read_history, remove_stray_temporaries, write_history, write_json, write_run_config
 from .splits import as_streams
 
-RESUMABLE_CHANGES = ("epochs", "patience", "backend", "iw_samples")  # a resumed run may change these and still train the same
+# a resumed run may change these and still train the same epochs
+RESUMABLE_CHANGES = ("epochs", "patience", "backend", "iw_samples")
 
 
 def train(run_dir, config, train_config, data_dir=None, resume=False, engine=None):
@@ -133,7 +134,8 @@ def best_epoch(history):
 def patience_spent(history, patience):
     """Whether `patience` (> 0) epochs have passed since the best validation ELBO in the epoch
     records `history`: the rule that stops training early."""
-    return bool(patience and history and best_epoch(history) and history[-1]["epoch"] - best_epoch(history) >= patience)
+    best = best_epoch(history)
+    return bool(patience and best and history[-1]["epoch"] - best >= patience)
 
 
 def train_split(split, tc):
