@@ -612,9 +612,10 @@ def not_run_table(results):
         estimate = _hours(config, tc, ks, made, seconds.get(_run_key(config, tc)))
         total += estimate[1] if estimate else 0.0
         command = f"srnn reproduce {name}" + (" --impl torch" if config.model == "vrnn" else "")
-        lines.append(f"| {name} | `{command}` | " + (f"{estimate[0]:.0f} | {tc.epochs} | {estimate[1]:.1f} | "
+        epochs = f"≤ {tc.epochs} (stops {tc.patience} after its best)" if tc.patience else tc.epochs
+        lines.append(f"| {name} | `{command}` | " + (f"{estimate[0]:.0f} | {epochs} | {estimate[1]:.1f} | "
                                                      f"{estimate[2]} |" if estimate
-                                                     else f"not measured | {tc.epochs} | – | – |"))
+                                                     else f"not measured | {epochs} | – | – |"))
     for d in DATASETS:  # the best-z run's seeds and the VRNN at its z: runs once validation has chosen z
         if d in SRNN_BEST_Z:
             continue
@@ -626,7 +627,7 @@ def not_run_table(results):
         lines.append(f"| {d}-srnn2016 at its best z: seeds {', '.join(map(str, EXTRA_SEEDS))}, and vrnn-{d}-srnn2016 "
                      f"at that z | {todo} | – | 50 | – | – |")
     lines.append(f"\nIn all, the runs estimated above: {total:.0f} hours of one CPU core, as the queue runs them "
-                 f"(one thread each, two side by side).")
+                 f"(one thread each, two side by side); a run that stops early takes less.")
     return "\n".join(lines)
 
 
