@@ -56,9 +56,10 @@ def load_results(directory=HERE):
         except ConfigError:
             sys.exit(f"results/{name}.json: no run of that name (`srnn reproduce --list`)")
         # TrainConfig(**...) fills fields added since with their defaults
-        model, training = changed_settings(Config(**r["model"]), TrainConfig(**r["train"]), config, tc)
+        run_tc = TrainConfig(**r["train"])
+        model, training = changed_settings(Config(**r["model"]), run_tc, config, tc)
         changed = training + model + (["epochs"] if r["planned_epochs"] != tc.epochs else []) + \
-            (["patience"] if TrainConfig(**r["train"]).patience != tc.patience else [])
+            (["patience"] if run_tc.patience != tc.patience else [])
         if changed:
             sys.exit(f"results/{name}.json was made with other settings ({', '.join(changed)}) than "
                      f"`srnn reproduce {name}` uses now; run it again or delete the file")
@@ -136,12 +137,23 @@ def _beats(runs, published, metric=("elbo", "sequence_averaged"), sign=1.0):
     measured = [r["test"][metric[0]] for r in runs]
     values = [sign * m[metric[1]] for m in measured]
     if len(values) > 1:  # seeds can agree to a few thousandths: three decimals
-        se, over, digits = float(np.std(values, ddof=1) / np.sqrt(len(values))), f"{len(values)} seeds", 3
+        (mean, se), over, digits = _mean_and_se(values), f"{len(values)} seeds", 3
     else:
-        se, over, digits = measured[0][metric[1] + "_se"], "test pieces", 2
-    diff = float(np.mean(values)) - published
-    verdict = "yes" if sign * diff > 2 * se else "within two standard errors" if sign * diff > -2 * se else "no"
+        mean, se, over, digits = values[0], measured[0][metric[1] + "_se"], "test pieces", 2
+    diff = mean - published
+    verdict = ("no", "within two standard errors", "yes")[_side(sign * diff, se) + 1]
     return f"{verdict} ({diff:+.{digits}f} ± {se:.{digits}f} over {over})"
+
+
+def _mean_and_se(values):
+    """The mean of a number over seeds and its standard error, sd / sqrt(n)."""
+    return float(np.mean(values)), float(np.std(values, ddof=1) / np.sqrt(len(values)))
+
+
+def _side(gain, se):
+    """The rule of every verdict in the tables: 1 if a gain is above two standard errors, -1 if
+    below minus two, 0 within."""
+    return 1 if gain > 2 * se else -1 if gain < -2 * se else 0
 
 
 def tuned_table(results):
@@ -230,9 +242,8 @@ def against_the_paper(results, dataset, variant="srnn2016"):
     by = f"ours {'better' if better >= 0 else 'worse'} by {abs(better):.2f}"
     if len(values) == 1:
         return f"- {NAMES[dataset]}: ours {mean:.2f} against {label} {published:.2f} ({by}); one seed: not judged over seeds."
-    se = float(np.std(values, ddof=1) / np.sqrt(len(values)))
-    verdict = ("better than" if better > 2 * se else "worse than" if better < -2 * se
-               else "within two standard errors of")
+    _, se = _mean_and_se(values)
+    verdict = ("worse than", "within two standard errors of", "better than")[_side(better, se) + 1]
     return (f"- {NAMES[dataset]}: ours {mean:.2f} ± {se:.2f} over {len(values)} seeds (mean ± its standard error), "
             f"{verdict} {label} {published:.2f} ({by}).")
 
@@ -475,8 +486,8 @@ def _verdicts(results, variant, key, sign):
                     comparisons.append((bound + ", unpaired", diff,
                                         (srnn_m[key + "_se"] ** 2 + other_m[key + "_se"] ** 2) ** 0.5))
             parts = [f"{bound} {sign * diff:+.3f} ± {se:.3f} ("
-                     + ("the SRNN is better" if diff > 2 * se else f"the {label} is better" if diff < -2 * se
-                        else "within two standard errors") + ")" for bound, diff, se in comparisons]
+                     + (f"the {label} is better", "within two standard errors", "the SRNN is better")[_side(diff, se) + 1]
+                     + ")" for bound, diff, se in comparisons]
             lines.append(f"\n- {where}: SRNN minus {label} ({favours}): " + "; ".join(parts) + ".")
             lines.append("  " + _over_seeds_verdict(with_seeds(results, f"{d}-{variant}{suffix}"),
                                                     with_seeds(results, f"{prefix}{d}-{variant}{suffix}"), key, sign))
