@@ -630,12 +630,15 @@ def test_signal_ctrl_c_in_the_test_evaluation(tmp_path, monkeypatch, capsys):
     assert checkpoint.load(run / "last.npz", training_state=True).state["epoch"] == 1
 
 
-class _CtrlCInADestructor:
-    """A real SIGINT that lands in a __del__, where Python prints "Exception ignored" and goes on,
-    as it does in a weakref callback (where the fault test found one) or a ctypes callback."""
+class _SignalInADestructor:
+    """A real SIGINT (or `signum`) that lands in a __del__, where Python prints "Exception ignored"
+    and goes on, as it does in a weakref callback (where the fault test found one) or a ctypes callback."""
+
+    def __init__(self, signum=signal.SIGINT):
+        self.signum = signum
 
     def __del__(self):
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), self.signum)
         for _ in range(1000):  # Python runs its handler between bytecodes: here
             pass
 
@@ -651,10 +654,10 @@ def python_sigint():
 def test_signal_ctrl_c_swallowed_where_it_lands_is_raised_at_the_next_check(python_sigint, monkeypatch):
     swallowed = []
     monkeypatch.setattr(sys, "unraisablehook", swallowed.append)
-    _CtrlCInADestructor()
+    _SignalInADestructor()
     assert [u.exc_type for u in swallowed] == [KeyboardInterrupt]  # Python's own handler: the Ctrl-C is lost
     with ctrl_c.remembered():
-        _CtrlCInADestructor()
+        _SignalInADestructor()
         with pytest.raises(KeyboardInterrupt):
             ctrl_c.check()
     assert len(swallowed) == 1  # not printed: check() raised it
@@ -670,19 +673,12 @@ def python_sigterm():
     signal.signal(signal.SIGTERM, previous)
 
 
-class _SigtermInADestructor:
-    def __del__(self):
-        os.kill(os.getpid(), signal.SIGTERM)
-        for _ in range(1000):
-            pass
-
-
 def test_signal_sigterm_is_handled_as_ctrl_c_and_swallowed_is_raised_at_the_next_check(python_sigterm, monkeypatch):
     swallowed = []
     monkeypatch.setattr(sys, "unraisablehook", swallowed.append)
     with ctrl_c.remembered():
         assert signal.getsignal(signal.SIGTERM) is ctrl_c._handler  # else the kill below would end the tests
-        _SigtermInADestructor()
+        _SignalInADestructor(signal.SIGTERM)
         with pytest.raises(ctrl_c.Terminated):
             ctrl_c.check()
         with pytest.raises(ctrl_c.Terminated):
@@ -702,7 +698,7 @@ def test_signal_sigterm_is_handled_as_ctrl_c_and_swallowed_is_raised_at_the_next
 def test_signal_ctrl_c_swallowed_in_an_epoch_ends_the_training(tmp_path, monkeypatch, capsys, python_sigint):
     def kl_weight_in_a_ctrl_c(epoch, *args):
         if epoch == 1:
-            _CtrlCInADestructor()
+            _SignalInADestructor()
         return real_kl_weight(epoch, *args)
 
     real_kl_weight = loop.kl_weight
