@@ -25,7 +25,7 @@ from srnn.evaluation import summarize  # noqa: E402
 from srnn.loop import changed_settings  # noqa: E402
 from ref.errors import ConfigError  # noqa: E402
 from srnn.reproduce import (EXTRA_SEEDS, RECIPE_CHOICE, RUNS, SRNN_BEST_Z, SWEEP_Z, TUNED, lacks_validation,  # noqa: E402
-                             missing_bounds, run_settings, sweep_name)
+                             missing_bounds, run_settings, sweep_name, tuned_training)
 
 DATASETS = ("jsb", "nottingham", "muse", "piano")
 NAMES = {"jsb": "JSB", "nottingham": "Nottingham", "muse": "Muse", "piano": "Piano"}
@@ -87,6 +87,11 @@ def _iw(r, K, key, sign=1.0):
     return _value(m, key, sign) if m else "–"
 
 
+def _convention(variant):
+    """The per-step convention of a variant's tables: srnn2016 sequence-averaged, boulanger2012 frame-weighted."""
+    return "sequence_averaged" if variant == "srnn2016" else "frame_weighted"
+
+
 def recipe_choice(results, dataset, variant):
     """The recipe and z that validation chooses for a dataset and variant: of the tuned recipe's
     z = 10 and z = 100 runs and the paper recipe's (its z sweep on srnn2016, its one run on
@@ -94,7 +99,7 @@ def recipe_choice(results, dataset, variant):
     The schedule is chosen as z is: a dataset the tuned schedule over-fits keeps the paper's.
     (name, waiting): the chosen run (None before a tuned run has been made) and the runs the
     choice still waits for (not made, or made before the validation ELBO was recorded)."""
-    key = "sequence_averaged" if variant == "srnn2016" else "frame_weighted"
+    key = _convention(variant)
     tuned = [f"{dataset}-{variant}-tuned-z10", f"{dataset}-{variant}-tuned"]
     paper = [sweep_name(dataset, z) for z in SWEEP_Z] if variant == "srnn2016" else [f"{dataset}-{variant}"]
     made = [n for n in tuned + paper if n in results and not results[n]["partial"]]
@@ -327,46 +332,56 @@ def tables(results):
 
 
 def _recipe(tc):
-    """"tuned" when a srnn2016 TrainConfig follows the tuned recipe (reproduce.TUNED), else "paper"."""
-    return "tuned" if all(getattr(tc, k) == v for k, v in TUNED.items()) else "paper"
+    """"tuned" when a TrainConfig follows the tuned recipe on its data (reproduce.tuned_training), else "paper"."""
+    tuned = tuned_training(tc.dataset, tc.variant)
+    return "tuned" if all(getattr(tc, k) == tuned[k] for k in TUNED) else "paper"
 
 
 def fit_table(results):
-    """Under- or over-fitting over the sweep: each srnn2016 SRNN run whose result file holds its
-    learning curve, with the training objective of its last epoch (KL weight 1: the ELBO) beside the
-    validation ELBO of its best checkpoint; then, per dataset, recipe and seed, how each moves from the
-    smallest z to the largest (runs of another schedule are not a sweep of one). On the srnn2016 files
-    every sequence has the same length, so the frame-weighted training number and the sequence-averaged
-    validation one are the same measure."""
-    rows = []  # (dataset, recipe, seed, z, name, train, valid)
+    """Under- or over-fitting: each SRNN run whose result file holds its learning curve, with the
+    training objective of its best checkpoint's epoch (KL weight 1: the ELBO) beside that
+    checkpoint's validation ELBO, in the variant's convention; then, per dataset, variant, recipe
+    and seed, how each moves from the smallest z to the largest (runs of another schedule are not a
+    sweep of one). The training number is frame-weighted: on the srnn2016 files every sequence has
+    the same length, so it and the sequence-averaged validation one are the same measure."""
+    rows, annealing = [], []  # (dataset, variant, recipe, seed, z, name, train, valid); runs left out
     for name, r in results.items():
         config, tc = Config.from_dict(r["model"]), TrainConfig.from_dict(r["train"])
         curve = r.get("curve")
-        if config.model == "srnn" and tc.variant == "srnn2016" and curve and curve["kl_weight"][-1] == 1.0:
-            rows.append((tc.dataset, _recipe(tc), tc.seed, config.z_dim, name, curve["train_elbo"][-1],
-                         r["valid"]["sequence_averaged"]))
+        if config.model != "srnn" or not curve:
+            continue
+        best = curve["epoch"].index(r["best_epoch"])
+        if curve["kl_weight"][best] < 1.0:
+            annealing.append(name)
+            continue
+        rows.append((tc.dataset, tc.variant, _recipe(tc), tc.seed, config.z_dim, name, curve["train_elbo"][best],
+                     r["valid"][_convention(tc.variant)]))
     if not rows:
         return []
-    out = _header("How well each run fits (srnn2016, SRNN): the training ELBO of its last epoch against the "
-                  "validation ELBO of its best checkpoint, nats per step",
-                  ["run", "recipe", "z", "seed", "training ELBO, last epoch", "validation ELBO, best checkpoint",
+    out = _header("How well each run fits (SRNN): the training ELBO of the best checkpoint's epoch against that "
+                  "checkpoint's validation ELBO; srnn2016 in nats per step, boulanger2012 per frame, frame-weighted",
+                  ["run", "recipe", "z", "seed", "training ELBO, best epoch", "validation ELBO, best checkpoint",
                    "training − validation"])
-    rows.sort(key=lambda row: (DATASETS.index(row[0]), row[1], row[2], row[3]))
-    for d, recipe, seed, z, name, train, valid in rows:
+    rows.sort(key=lambda row: (row[1] != "srnn2016", DATASETS.index(row[0]), row[2], row[3], row[4]))
+    for d, variant, recipe, seed, z, name, train, valid in rows:
         out.append(f"| {name} | {recipe} | {z} | {seed} | {train:.3f} | {valid:.3f} | {train - valid:.3f} |")
+    if annealing:
+        out.append(f"\nLeft out, their best epoch within the KL annealing (a training objective that is not the "
+                   f"ELBO): {', '.join(sorted(annealing))}.")
     out.append("")
-    for (d, recipe, seed), group in itertools.groupby(rows, key=lambda row: row[:3]):
+    for (d, variant, recipe, seed), group in itertools.groupby(rows, key=lambda row: row[:4]):
         group = list(group)
         if len(group) > 1:
             (*_, z_lo, _, train_lo, valid_lo), (*_, z_hi, _, train_hi, valid_hi) = group[0], group[-1]
             label = "the tuned recipe" if recipe == "tuned" else "the paper's recipe"
-            out.append(f"- {NAMES[d]}, {label}, seed {seed}: "
+            out.append(f"- {NAMES[d]} ({variant}), {label}, seed {seed}: "
                        f"from z = {z_lo} to z = {z_hi} the training ELBO moves by "
                        f"{train_hi - train_lo:+.3f} and the validation ELBO by {valid_hi - valid_lo:+.3f} nats "
                        f"(the gap from {train_lo - valid_lo:.3f} to {train_hi - valid_hi:.3f}).")
     out.append("\nA training ELBO that falls with z by as much as the validation one is under-fitting (the "
                "optimisation, not the data, limits the larger model); one that falls while the validation "
-               "ELBO holds is a smaller gap: the larger z over-fits less.")
+               "ELBO holds is a smaller gap: the larger z over-fits less. The gap itself, taken at the checkpoint "
+               "kept, is what the model fits of its training pieces and not of pieces it has not seen.")
     return out
 
 

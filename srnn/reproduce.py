@@ -93,6 +93,12 @@ def _boulanger_training(dataset, schedule=None):
             "lr_decay": s["lr_decay"] ** (1 / scale), "patience": s.get("patience", 0) * scale}
 
 
+def tuned_training(dataset, variant):
+    """The tuned recipe's training settings on a dataset and variant (TUNED; on boulanger2012
+    stretched as the paper's schedule is)."""
+    return {**PAPER_TRAINING, **TUNED} if variant == "srnn2016" else _boulanger_training(dataset, TUNED)
+
+
 def _runs():
     """name -> (Config, TrainConfig, IW sample counts of the test evaluation)."""
     runs = {}
@@ -116,8 +122,7 @@ def _runs():
     for dataset in DATASETS:
         for variant in ("srnn2016", "boulanger2012"):
             ks = (100, 1000) if dataset == "jsb" else (100,)
-            tc = TrainConfig(dataset=dataset, variant=variant, **(
-                {**PAPER_TRAINING, **TUNED} if variant == "srnn2016" else _boulanger_training(dataset, TUNED)))
+            tc = TrainConfig(dataset=dataset, variant=variant, **tuned_training(dataset, variant))
             for z in TUNED_Z:
                 runs[f"{dataset}-{variant}-tuned" + ("" if z == 100 else f"-z{z}")] = (preset("paper", z_dim=z), tc, ks)
     # the same data, schedule and evaluation as the SRNN's run of each name, the models compared at
