@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,11 +29,14 @@ def commit():
 
 
 def machine(device="cpu"):
-    """The platform, CPU count, Python and NumPy versions, the BLAS thread setting, and torch's
-    version and device when torch is loaded in this process."""
+    """The platform, CPU count, Python and NumPy versions, the BLAS thread setting, each loaded
+    BLAS with the kernel it picked for this CPU (float32 results differ in their last bits from one
+    kernel to another), and torch's version and device when torch is loaded in this process."""
     info = {"platform": platform.platform(), "processor": platform.processor() or "unknown",
             "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-            "threads": os.environ.get("OMP_NUM_THREADS")}
+            "threads": os.environ.get("OMP_NUM_THREADS"),
+            "blas": [f"{lib['internal_api']} {lib['version']} ({lib.get('architecture') or 'kernel unknown'})"
+                     for lib in threadpool_info() if lib["user_api"] == "blas"]}
     torch = sys.modules.get("torch")  # not imported here: a ref-only run need not load it
     if torch is not None:
         info.update(torch=torch.__version__, device=device,

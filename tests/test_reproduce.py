@@ -355,6 +355,17 @@ def test_the_commit_is_dirty_for_a_changed_source_file_and_not_for_a_changed_res
     assert provenance.commit() == head
 
 
+def test_the_machine_names_every_loaded_blas_and_the_kernel_it_runs():
+    # float32 training differs in its last bits between BLAS kernels: a result file says which ran
+    from threadpoolctl import threadpool_info
+    loaded = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert loaded, "importing NumPy loads its BLAS"
+    described = provenance.machine()["blas"]
+    assert len(described) == len(loaded)
+    for lib in loaded:
+        assert any(entry.startswith(f"{lib['internal_api']} {lib['version']}") for entry in described)
+
+
 def test_pending_runs_are_those_without_a_complete_result_file(tmp_path):
     names = list(reproduce.RUNS)
     every_bound = {f"iw_K{K}": {} for K in reproduce.RUNS[names[0]][2]}
