@@ -122,7 +122,7 @@ def check_recipe_choice(results):
 def _choice_note(results, name, waiting, key):
     """What the recipe table says of a choice: which recipe, z and validation ELBO, and whether it is final."""
     if name is None:
-        return "not run"
+        return f"not chosen: waits for {', '.join(waiting)}"
     recipe = "the tuned recipe" if "-tuned" in name else "the paper's recipe"
     note = f"{name}: {recipe} at z = {_z(name)}, chosen on validation (valid {results[name]['valid'][key]:.3f})"
     return note + (f"; not final: waits for {', '.join(waiting)}" if waiting else "")
