@@ -266,10 +266,14 @@ def _why(results, d, variant, chosen, waiting):
         reasons.append("our sweep lands where the authors' own later sweep (the seed poster) does, below the "
                        "paper's number at every z: we think that number comes from a setting neither the poster "
                        "nor this code reproduces")
-    elif over_fit and gap is not None and not beaten:
+    elif over_fit and gap is not None and verdict.startswith("no"):
         reasons.append(f"the chosen checkpoint fits its training pieces {gap:.2f} nats {_per(variant)} better than "
                        f"its validation pieces and every tuned run over-fits after its peak: we think this corpus is "
                        f"too small for the model without a regulariser, which neither recipe has")
+    if verdict.startswith("within"):
+        reasons.append("the difference is within two standard errors, " +
+                       ("those over test pieces of one seed: more seeds would judge it" if "test pieces" in verdict
+                        else "over its seeds: it is not told apart from the published number"))
     if reasons:
         out.append("- What we think: " + "; ".join(reasons) + ".")
     return out
