@@ -100,13 +100,37 @@ def recipe_choice(results, dataset, variant):
     (name, waiting): the chosen run (None before a tuned run has been made) and the runs the
     choice still waits for (not made, or made before the validation ELBO was recorded)."""
     key = _convention(variant)
-    tuned = [f"{dataset}-{variant}-tuned-z10", f"{dataset}-{variant}-tuned"]
-    paper = [sweep_name(dataset, z) for z in SWEEP_Z] if variant == "srnn2016" else [f"{dataset}-{variant}"]
+    tuned, paper = compared_runs(dataset, variant)
     made = [n for n in tuned + paper if n in results and not results[n]["partial"]]
     waiting = [n for n in tuned + paper if n not in made or lacks_validation(n, results[n])]
     if not set(made) & set(tuned):
         return None, waiting
     return max((n for n in made if n not in waiting), key=lambda n: results[n]["valid"][key]), waiting
+
+
+def compared_runs(dataset, variant):
+    """The runs a recipe choice compares: (the tuned recipe's at z = 10 and z = 100, the paper
+    recipe's: its z sweep on srnn2016, its one run on boulanger2012)."""
+    tuned = [f"{dataset}-{variant}-tuned-z10", f"{dataset}-{variant}-tuned"]
+    paper = [sweep_name(dataset, z) for z in SWEEP_Z] if variant == "srnn2016" else [f"{dataset}-{variant}"]
+    return tuned, paper
+
+
+def _published(dataset, variant):
+    """What a variant's verdicts are judged against: (the published number, whose, sign, the test
+    bound of ours that meets it). srnn2016: the SRNN paper's ELBO; boulanger2012: DMM-Aug's
+    importance-sampled NLL, which our −IW bound meets (sign -1: lower is better)."""
+    if variant == "srnn2016":
+        return PAPER_SRNN[dataset], "the paper's", 1.0, ("elbo", "sequence_averaged")
+    return DMM_AUG_IS[dataset], "DMM-Aug's", -1.0, ("iw_K100", "frame_weighted")
+
+
+def chosen_verdict(results, name, dataset, variant):
+    """The verdict of chosen run `name` (and its seeds) against the published number (_beats); on
+    boulanger2012 at its tightest IW bound. (verdict, the test key of the bound judged)."""
+    number, _, sign, (bound, key) = _published(dataset, variant)
+    bound = bound if sign > 0 else _tightest(results[name])
+    return _beats(with_seeds(results, name), number, (bound, key), sign), bound
 
 
 def check_recipe_choice(results):
@@ -176,7 +200,7 @@ def tuned_table(results):
     for d in DATASETS:
         name, waiting = recipe_choice(results, d, "srnn2016")
         r, paper_recipe = results.get(name), results.get(f"{d}-srnn2016")
-        beats = "–" if r is None else _beats(with_seeds(results, name), PAPER_SRNN[d])
+        beats = "–" if r is None else chosen_verdict(results, name, d, "srnn2016")[0]
         ours = _value(paper_recipe["test"]["elbo"]) if paper_recipe else "–"
         out.append(f"| {NAMES[d]} | {_value(r['test']['elbo']) if r else '–'} | "
                    f"{_over_seeds(results, name) if r else '–'} | {_paths(r)} | {_iw(r, 100, 'sequence_averaged')} | "
@@ -189,8 +213,7 @@ def tuned_table(results):
     for d in DATASETS:
         name, waiting = recipe_choice(results, d, "boulanger2012")
         r = results.get(name)
-        below = "–" if r is None else _beats(with_seeds(results, name), DMM_AUG_IS[d],
-                                             (_tightest(r), "frame_weighted"), -1.0)
+        below = "–" if r is None else chosen_verdict(results, name, d, "boulanger2012")[0]
         out.append(f"| {NAMES[d]} | {_iw(r, 100, 'frame_weighted', -1.0)} | {_iw(r, 1000, 'frame_weighted', -1.0)} | "
                    f"{_value(r['test']['elbo'], 'frame_weighted', -1.0) if r else '–'} | {DMM_AUG_IS[d]:.3f} | "
                    f"{below} | {_choice_note(results, name, waiting, 'frame_weighted')} |")
@@ -217,11 +240,8 @@ def why_section(results):
 def _why(results, d, variant, chosen, waiting):
     """The measured facts behind one dataset's verdict, then what we think, one clause for each
     fact that holds (why_section)."""
-    key = _convention(variant)
-    bound, sign, published, whose = (("elbo", 1.0, PAPER_SRNN[d], "the paper's") if variant == "srnn2016" else
-                                     ("iw_K100", -1.0, DMM_AUG_IS[d], "DMM-Aug's"))
-    tightest = bound if sign > 0 else _tightest(results[chosen])
-    verdict = _beats(with_seeds(results, chosen), published, (tightest, key), sign)
+    published, whose, sign, (bound, key) = _published(d, variant)
+    verdict, tightest = chosen_verdict(results, chosen, d, variant)
     beaten = verdict.startswith("yes")
     out = [f"\n**{NAMES[d]} ({variant})**: {chosen}, {_bound_name(tightest)} against {whose} "
            f"{published:.{2 if sign > 0 else 3}f}: {verdict}" + (f"; not final: waits for {', '.join(waiting)}."
@@ -315,10 +335,10 @@ def _tuned_curves(results, d, variant, key):
     """What each tuned run's learning curve says: where its validation ELBO peaked, how far it fell
     after while the training objective rose, and whether its best checkpoint is above the paper
     recipe's best on validation: [(sentence, fell after its peak, passes the paper's)]."""
-    paper = [sweep_name(d, z) for z in SWEEP_Z] if variant == "srnn2016" else [f"{d}-{variant}"]
+    tuned, paper = compared_runs(d, variant)
     paper_best = max((results[n]["valid"][key] for n in paper if n in results and "valid" in results[n]), default=None)
     curves = []
-    for name in (f"{d}-{variant}-tuned-z10", f"{d}-{variant}-tuned"):
+    for name in tuned:
         r = results.get(name)
         if not r or r["partial"]:
             continue
@@ -423,10 +443,7 @@ def against_the_paper(results, dataset, variant="srnn2016"):
     training's seed, not the choice of pieces: the verdict is the mean over seeds ± its standard
     error (sd / sqrt(n)), and is left open with one seed."""
     name = f"{dataset}-{variant}"
-    if variant == "srnn2016":
-        published, label, sign, metric = PAPER_SRNN[dataset], "the paper's", 1.0, ("elbo", "sequence_averaged")
-    else:
-        published, label, sign, metric = DMM_AUG_IS[dataset], "DMM-Aug's", -1.0, ("iw_K100", "frame_weighted")
+    published, label, sign, metric = _published(dataset, variant)
     values = [sign * r["test"][metric[0]][metric[1]] for r in with_seeds(results, name) if metric[0] in r["test"]]
     if not values:
         return None
