@@ -371,6 +371,18 @@ def test_the_vrnn_runs_at_the_z_the_srnn_sweep_chooses_on_validation_never_on_te
     not_run = make_table.not_run_table(results)
     assert "| jsb-srnn2016 at its best z: seeds 1, 2, and vrnn-jsb-srnn2016 at that z | waits for the validation " \
         "ELBO of every SRNN run of the sweep, listed above: jsb-srnn2016-z2" in not_run
+    # so does the row of the seeds the recipe choice will add, until the choice is declared
+    monkeypatch.setattr(make_table, "RECIPE_CHOICE", {})
+    seeds_row = "| jsb-srnn2016: seeds 1, 2 of the run its recipe choice names if it is a tuned one"
+    assert seeds_row not in not_run  # RECIPE_CHOICE as the repository declares it: no such row
+    waiting = make_table.not_run_table(results)
+    assert seeds_row in waiting and "waits for the validation ELBO of every run the choice compares, listed above: " \
+        "jsb-srnn2016-tuned-z10, jsb-srnn2016-tuned, jsb-srnn2016-z2 |" in waiting
+    tuned = {name: {**result(valid, -4.2), "model": reproduce.RUNS[name][0].to_dict(),
+                    "train": reproduce.RUNS[name][1].to_dict()}
+             for name, valid in (("jsb-srnn2016-tuned-z10", -4.0), ("jsb-srnn2016-tuned", -4.1))}
+    chosen = make_table.not_run_table({**results, **tuned, "jsb-srnn2016-z2": results["jsb-srnn2016-z10"]})
+    assert 'RECIPE_CHOICE["jsb-srnn2016"] = "jsb-srnn2016-tuned-z10" in srnn/reproduce.py, which lists them' in chosen
     # the run whose file predates the validation ELBO is trained again: listed, and pending for run_all.sh
     assert "| jsb-srnn2016-z2: validation ELBO | `srnn reproduce jsb-srnn2016-z2` (trains it again" in not_run
     assert reproduce.lacks_validation("jsb-srnn2016-z2", results["jsb-srnn2016-z2"])
