@@ -5,6 +5,7 @@ Memory stays bounded whatever the split: batches of at most EVAL_BATCH_SIZE sequ
 the IW bound's paths run one sequence at a time in groups sized by EVAL_MEMORY. The noise
 comes from a generator seeded by the caller, so repeated evaluations are comparable.
 """
+import re
 import sys
 
 import numpy as np
@@ -153,10 +154,10 @@ def format_metrics(metrics):
     lines = [f"{metrics['num_sequences']} sequences, {metrics['num_frames']} frames; nats per step "
              f"(sequence-averaged = mean_i L_i/T_i, frame-weighted = ΣL_i/ΣT_i)"]
     names = {"elbo": "ELBO", "iw": "IW bound", "teacher_iw": "teacher log-lik. (IW)"}
-    for key, name in names.items():
-        if key in metrics:
-            m = metrics[key]
-            label = f"{name}" + (f", K={m['K']}" if "K" in m else "")
+    for key, m in metrics.items():  # a result file's test metrics name theirs iw_K<K> and elbo_paths<P>
+        if isinstance(m, dict) and "sequence_averaged" in m:
+            label = (names[re.sub(r"_(K|paths)\d+$", "", key)] + (f", K={m['K']}" if "K" in m else "")
+                     + (f", mean of {m['paths']} paths" if "paths" in m else ""))
             lines.append(f"  {label:<30} sequence-averaged {fmt(m['sequence_averaged'], m['sequence_averaged_se'])}"
                          f"   frame-weighted {fmt(m['frame_weighted'], m['frame_weighted_se'])}")
     return "\n".join(lines)

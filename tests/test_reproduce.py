@@ -29,11 +29,16 @@ def tiny_run(monkeypatch):
     return dataset
 
 
-def test_reproduce_writes_a_complete_result_that_both_implementations_confirm(tmp_path, tiny_run):
+def test_reproduce_writes_a_complete_result_that_both_implementations_confirm(tmp_path, tiny_run, capsys):
     pytest.importorskip("torch")
     r = reproduce.reproduce("jsb-srnn2016", runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", epochs=2)
     saved = json.loads((tmp_path / "results" / "jsb-srnn2016.json").read_text())
     assert saved == json.loads(json.dumps(r))
+    # the log ends with the file's numbers, not only with those of the training's own float32 test pass
+    printed = capsys.readouterr().out.split("in float64 as")[1]
+    for key, label in (("elbo", "ELBO "), ("iw_K5", "IW bound, K=5 "), ("elbo_paths10", "ELBO, mean of 10 paths")):
+        line = next(line for line in printed.splitlines() if line.strip().startswith(label))
+        assert f"{r['test'][key]['sequence_averaged']:9.4f} ± {r['test'][key]['sequence_averaged_se']:.4f}" in line
     assert r["partial"] and r["epochs"] == 2 and r["planned_epochs"] == 3 and r["best_epoch"] == 2
     assert set(r["test"]) >= {"elbo", "iw_K3", "iw_K5", "elbo_paths10"} and r["test"]["iw_K5"]["K"] == 5
     assert r["test"]["elbo_paths10"]["paths"] == 10 and set(r["valid"]) >= {"sequence_averaged", "frame_weighted"}
