@@ -333,8 +333,8 @@ def _steps(results, d, variant, chosen, bound, key, sign):
              for i, (n, m, seeds) in enumerate(zip(names, means, runs))]
     gains = [(sign * (means[i] - means[i - 1]), names[i]) for i in range(1, len(names))]
     first, last = values[0], values[-1]
-    total_se = (float(np.sqrt(np.var(first, ddof=1) / len(first) + np.var(last, ddof=1) / len(last)))
-                if min(len(first), len(last)) > 1 else None)  # independent trainings: their variances add
+    total_se = (float(np.hypot(_mean_and_se(first)[1], _mean_and_se(last)[1]))  # independent trainings
+                if min(len(first), len(last)) > 1 else None)
     total = sign * (means[-1] - means[0])
     whole = ("" if total_se is None else f" ± {total_se:.3f} over seeds" if len(gains) == 1
              else f" (in all {total:+.3f} ± {total_se:.3f} over seeds)")
@@ -869,6 +869,7 @@ def not_run_table(results):
         lines.append(f"| {name} | `{command}` | " + (f"{estimate[0]:.0f} | {epochs} | {estimate[1]:.1f} | "
                                                      f"{estimate[2]} |" if estimate
                                                      else f"not measured | {epochs} | – | – |"))
+    seeds = ", ".join(map(str, EXTRA_SEEDS))
     for d in DATASETS:  # the best-z run's seeds and the VRNN at its z: runs once validation has chosen z
         if d in SRNN_BEST_Z:
             continue
@@ -877,9 +878,8 @@ def not_run_table(results):
         todo = (f"SRNN_BEST_Z[\"{d}\"] = {best} in srnn/reproduce.py, which lists them" if best else
                 "waits for the validation ELBO of every SRNN run of the sweep, listed above: "
                 + ", ".join(lacking))
-        lines.append(f"| {d}-srnn2016 at its best z: seeds {', '.join(map(str, EXTRA_SEEDS))}, and vrnn-{d}-srnn2016 "
+        lines.append(f"| {d}-srnn2016 at its best z: seeds {seeds}, and vrnn-{d}-srnn2016 "
                      f"at that z | {todo} | – | 50 | – | – |")
-    seeds = ", ".join(map(str, EXTRA_SEEDS))
     for d, variant in itertools.product(DATASETS, ("srnn2016", "boulanger2012")):  # the chosen recipe's seeds
         if f"{d}-{variant}" in RECIPE_CHOICE:
             continue
