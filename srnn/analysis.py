@@ -24,26 +24,26 @@ INFORMATIVE = 0.01  # nats per step of KL: the same threshold, on what the unit 
 
 def latent_usage(params, config, split, seed, batch_size=16, backend="numba"):
     """Active units and per-dimension KL of the model (params, config) on a split, one sampled
-    path per piece from zero states (streams: states carried), in float64.
+    path per piece from zero states, in float64.
 
     Returns {"active_units", "threshold", "activity" (z_dim,), "kl_per_dim" (z_dim,), "kl_per_step"};
     informative_units(kl_per_dim) counts the units that carry the KL.
     """
     rng = np.random.default_rng(seed)
     params = {name: np.asarray(value, dtype=float) for name, value in params.items()}
-    sums = np.zeros((3, config.z_dim))  # Σ μ, Σ μ², Σ KL over valid steps
-    steps = 0.0
+    sums = np.zeros((3, config.z_dim))  # Σ μ, Σ μ², Σ KL over the pieces' steps
+    frames = 0
     for batch in split.batches(batch_size):
         if batch.carry:
             raise InputError("latent_usage takes a split of whole pieces, not streams (use the test split)")
         eps = rng.standard_normal((*batch.mask.shape, config.z_dim))
-        mu_q, logvar_q, mu_p, logvar_p = posterior_and_prior(params, batch.u, batch.x, batch.mask, eps, config,
-                                                             backend=backend)
-        valid = batch.mask[..., None] == 1
-        kl = _kl_per_dimension(mu_q, logvar_q, mu_p, logvar_p)
-        sums += [np.sum(mu_q * valid, (0, 1)), np.sum(mu_q ** 2 * valid, (0, 1)), np.sum(kl * valid, (0, 1))]
-        steps += float(np.sum(batch.mask))
-    mean, mean_square, kl = sums / steps
+        for row, steps, one in batch.each_sequence():  # each piece alone, trimmed: no padded steps to compute
+            mu_q, logvar_q, mu_p, logvar_p = posterior_and_prior(params, one.u, one.x, one.mask, eps[row, steps],
+                                                                 config, backend=backend)
+            kl = _kl_per_dimension(mu_q, logvar_q, mu_p, logvar_p)
+            sums += [np.sum(mu_q, (0, 1)), np.sum(mu_q ** 2, (0, 1)), np.sum(kl, (0, 1))]
+            frames += one.mask.size
+    mean, mean_square, kl = sums / frames
     activity = mean_square - mean ** 2
     return {"active_units": int(np.sum(activity > ACTIVE)), "threshold": ACTIVE, "activity": activity.tolist(),
             "kl_per_dim": kl.tolist(), "kl_per_step": float(kl.sum())}

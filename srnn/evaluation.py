@@ -13,7 +13,6 @@ from scipy.special import logsumexp
 from tqdm import tqdm
 
 from . import ctrl_c
-from .splits import Batch
 
 EVAL_BATCH_SIZE = 16
 EVAL_MEMORY = 512 * 2**20  # bytes of per-step model states one evaluation chunk may hold
@@ -65,9 +64,12 @@ def per_sequence_bounds(engine, split, iw_samples, seed):
     """The ELBO L_i and the K-path IW bound of every sequence of a split: two (N,) arrays.
 
     A split in stream layout is evaluated chunk by chunk with states carried across
-    batches (each chunk counts as a sequence). Memory stays bounded: batches of at most
-    EVAL_BATCH_SIZE sequences, IW paths run one sequence at a time in groups sized by
-    EVAL_MEMORY. With iw_samples = 0 the second array is None.
+    batches (each chunk counts as a sequence). A split of whole pieces is evaluated one
+    piece at a time, trimmed to its length, with its slice of its batch's noise, so the
+    L_i are the padded batch's: a padded batch computes every step of its longest piece
+    for each piece (Muse's test split: 2.7 times its own steps; benchmarks/bench_eval.py).
+    Memory stays bounded: batches of at most EVAL_BATCH_SIZE sequences, IW paths run one
+    sequence at a time in groups sized by EVAL_MEMORY. With iw_samples = 0 the second array is None.
     """
     rng = np.random.default_rng(seed)
     config = engine.config
@@ -82,7 +84,11 @@ def per_sequence_bounds(engine, split, iw_samples, seed):
         if not batch.carry:
             d_0 = z_0 = None
         eps = rng.standard_normal((*batch.mask.shape, config.z_dim))
-        L, d_last, z_last = engine.elbo_and_states(batch, eps, d_0, z_0)
+        if split.streams:  # chunks of one length, whose states carry to the next batch
+            L, d_last, z_last = engine.elbo_and_states(batch, eps, d_0, z_0)
+        else:  # whole pieces, each alone, trimmed to its length
+            L, d_last, z_last = np.concatenate([engine.elbo_and_states(one, eps[row, steps], None, None)[0]
+                                                for row, steps, one in batch.each_sequence()]), None, None
         elbos.append(np.asarray(L))
         if iw_samples:
             bounds.append(_iw_bound(engine, batch, iw_samples, rng, d_0, z_0))
@@ -108,16 +114,13 @@ def _iw_bound(engine, batch, K, rng, d_0, z_0):
     bound does not depend on the grouping. The paths then run one sequence at a time,
     trimmed to its length, as many per call as EVAL_MEMORY holds: d and a, computed once
     per call, serve all its paths, where a padded batch of long pieces fits one path per
-    call and recomputes them for every path (Piano: 6x faster, benchmarks/bench_iw.py).
+    call and recomputes them for every path (Piano: 6x faster, benchmarks/bench_eval.py).
     """
     config, (B, T) = engine.config, batch.mask.shape
     path_bytes = T * (_bytes_per_step(config) + 8 * B * config.z_dim)  # a path's states, and its noise for the batch
     group = int(max(1, min(K, EVAL_MEMORY // path_bytes)))
-    sequences = []  # each sequence alone, trimmed to its length, with its carried states
-    for i, T_i in enumerate(batch.mask.sum(axis=1).astype(int)):
-        row, steps = slice(i, i + 1), slice(0, T_i)
-        sequences.append((row, steps, Batch(batch.u[row, steps], batch.x[row, steps], batch.mask[row, steps]),
-                          [None if s is None else s[row] for s in (d_0, z_0)]))
+    sequences = [(row, steps, one, [None if s is None else s[row] for s in (d_0, z_0)])  # with its carried states
+                 for row, steps, one in batch.each_sequence()]
     log_w = np.empty((K, B))
     for start in range(0, K, group):
         eps = rng.standard_normal((min(group, K - start), B, T, config.z_dim))

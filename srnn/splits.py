@@ -33,6 +33,17 @@ class Batch:
     mask: np.ndarray
     carry: bool = False
 
+    def each_sequence(self) -> list[tuple[slice, slice, Batch]]:
+        """Each sequence alone, trimmed to its length: [(row, steps, Batch)], where ``row`` and
+        ``steps`` are the slices that cut it (and its noise) out of the batch. A padded batch
+        computes every step of its longest sequence for each of its sequences; these compute
+        only their own."""
+        sequences = []
+        for i, T_i in enumerate(self.mask.sum(axis=1).astype(int)):
+            row, steps = slice(i, i + 1), slice(0, T_i)
+            sequences.append((row, steps, Batch(self.u[row, steps], self.x[row, steps], self.mask[row, steps])))
+        return sequences
+
 
 @dataclass
 class Split:

@@ -16,7 +16,7 @@ import srnn.engine
 from srnn import checkpoint, data, evaluation, loop, rundir
 from srnn.config import TrainConfig
 from srnn.engine import RefEngine
-from srnn.splits import Batch, Dataset, as_streams
+from srnn.splits import Batch, Dataset, Split, as_streams
 from tests.strategies import CONFIGS, perturbed_params, random_batch, stream_dataset
 
 DATA_DIR = Path(os.environ.get("SRNN_DATA_DIR") or Path(__file__).parents[1] / ".." / "shared" / "data")
@@ -187,14 +187,14 @@ def test_stream_layout_carries_states_across_batches(tmp_path, stream_data, monk
 
     monkeypatch.setattr(srnn.engine, "elbo_and_states", spy)
     loop.train(tmp_path, TINY, TrainConfig(epochs=1, batch_size=4, iw_samples=1))
-    # 3 training batches, then 2 validation batches, then 2 test batches (pieces, never carried)
-    assert len(calls) == 3 + 2 + 1
+    # 3 training batches, then 2 validation batches, then the 5 test pieces, each run alone and never carried
+    assert len(calls) == 3 + 2 + 5
     for first, rest in ((0, (1, 2)), (3, (4,))):
         assert calls[first][0] is None and calls[first][1] is None, "each pass starts from zero states"
         for i in rest:
             np.testing.assert_array_equal(calls[i][0], calls[i - 1][2])
             np.testing.assert_array_equal(calls[i][1], calls[i - 1][3])
-    assert calls[5][0] is None
+    assert all(d_0 is None and z_0 is None for d_0, z_0, _, _ in calls[5:])
 
 
 def test_streams_train_layout_trains_as_on_the_same_pieces_stored_as_streams(tmp_path, monkeypatch):
@@ -272,6 +272,18 @@ def test_elbo_over_paths_is_the_mean_of_one_path_evaluations_and_its_noise_shrin
         assert m[key + "_path_se"] == pytest.approx(np.std(values, ddof=1) / np.sqrt(8), rel=1e-12)
         assert 0 < m[key + "_path_se"] < np.std(values, ddof=1)
     assert m["sequence_averaged_se"] is not None and m["paths"] == 8
+
+
+@pytest.mark.parametrize("model", ["srnn", "vrnn", "rnn"])
+def test_elbo_of_whole_pieces_run_one_by_one_is_the_elbo_of_the_padded_batch(model):
+    config = ref.Config(**{**CONFIGS["paper-options"].to_dict(), "model": model})
+    lengths = np.array([9, 3, 7, 1, 5])  # padded to 9: trimming each piece must change nothing
+    u, x, mask, _ = random_batch(config, 5, 9, np.random.default_rng(0),
+                                 mask=(np.arange(9) < lengths[:, None]).astype(float))
+    engine = RefEngine(config).load(perturbed_params(config, 0))
+    L, _ = evaluation.per_sequence_bounds(engine, Split(u, x, mask), 0, seed=1)
+    eps = np.random.default_rng(1).standard_normal((5, 9, config.z_dim))  # the one batch's noise
+    np.testing.assert_allclose(L, engine.elbo_and_states(Batch(u, x, mask), eps, None, None)[0], rtol=1e-12)
 
 
 @pytest.mark.parametrize("memory", [evaluation.EVAL_MEMORY, 1], ids=["all-paths-per-call", "one-path-per-call"])
