@@ -114,7 +114,7 @@ def _iw_bound(engine, batch, K, rng, d_0, z_0):
     bound does not depend on the grouping. The paths then run one sequence at a time,
     trimmed to its length, as many per call as EVAL_MEMORY holds: d and a, computed once
     per call, serve all its paths, where a padded batch of long pieces fits one path per
-    call and recomputes them for every path (Piano: 6x faster, benchmarks/bench_eval.py).
+    call and recomputes them for every path (Piano: 7.5x faster, benchmarks/bench_eval.py).
     """
     config, (B, T) = engine.config, batch.mask.shape
     path_bytes = T * (_bytes_per_step(config) + 8 * B * config.z_dim)  # a path's states, and its noise for the batch
