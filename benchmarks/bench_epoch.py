@@ -59,7 +59,7 @@ def time_one_epoch(impl, dataset_name, variant, dtype, device, data_dir, train_l
     params = ref.init_params(config, tc.seed)
     batch = next(split.batches(tc.batch_size, np.random.default_rng(0)))
     engine.load(params).train_batch(batch, np.zeros((*batch.mask.shape, config.z_dim)), 1.0, tc.lr, None, None,
-                                    adam_eps=tc.adam_eps, max_grad_norm=tc.max_grad_norm, clip_value=tc.clip_value)
+                                    **tc.step_options())
     engine.load(params)  # the warm-up step is undone
     _synchronize(device)
     start = time.perf_counter()

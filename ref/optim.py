@@ -26,20 +26,25 @@ def adam_init(params):
     return {"step": 0, "m": zeros, "v": dict(zeros)}
 
 
-def adam_update(params, grads, state, lr, eps=1e-4, beta1=0.9, beta2=0.999):
-    """One Adam step (Kingma & Ba 2015) in Lasagne's form, the optimizer of the paper's code.
+def adam_update(params, grads, state, lr, eps=1e-4, beta1=0.9, beta2=0.999, weight_decay=0.0):
+    """One Adam step (Kingma & Ba 2015) in Lasagne's form, the optimizer of the paper's code,
+    with AdamW's decoupled weight decay (Loshchilov & Hutter 2019) when weight_decay > 0.
 
     params, grads: dict name -> array (same names and shapes)
     state: {"step": int, "m": dict, "v": dict} from `adam_init` or a previous update
     lr: the step size of this update (the schedule's value)
     eps: added to sqrt(v); the paper's code uses 1e-4 rather than Adam's usual 1e-8
+    weight_decay: lambda of the decay; 0 (the paper's training) takes Adam's step alone
     Returns (new_params, new_state).
 
     With t = step + 1:
         m_t = beta1 m + (1 - beta1) g,   v_t = beta2 v + (1 - beta2) g^2
-        theta_t = theta - lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m_t / (sqrt(v_t) + eps)
+        theta_t = (1 - lr * lambda) theta - lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m_t / (sqrt(v_t) + eps)
     (Lasagne folds both bias corrections into the step size, so eps meets the
     uncorrected sqrt(v_t): this is Algorithm 1's "more efficient" ordering.)
+    The decay is decoupled from the gradient, as torch.optim.AdamW's: an L2 penalty added to the
+    loss would be rescaled by Adam's 1/sqrt(v_t), and clipped with the gradient, so that its
+    strength would differ from parameter to parameter.
     """
     t = state["step"] + 1
     # a Python float, so that float32 parameters stay float32 (NumPy 2 promotes with np.float64)
@@ -48,7 +53,8 @@ def adam_update(params, grads, state, lr, eps=1e-4, beta1=0.9, beta2=0.999):
     for name, g in grads.items():
         m[name] = beta1 * state["m"][name] + (1.0 - beta1) * g
         v[name] = beta2 * state["v"][name] + (1.0 - beta2) * g * g
-        new_params[name] = params[name] - step_size * m[name] / (v[name] ** 0.5 + eps)
+        # a Python float again, and exactly 1 without decay
+        new_params[name] = float(1.0 - lr * weight_decay) * params[name] - step_size * m[name] / (v[name] ** 0.5 + eps)
     return new_params, {"step": t, "m": m, "v": v}
 
 

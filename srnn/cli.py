@@ -54,6 +54,8 @@ TRAIN_HELP = {
     "adam_eps": "Adam's epsilon",
     "max_grad_norm": "rescale gradients to this global norm at most",
     "clip_value": "then clip every gradient element to ±this",
+    "weight_decay": "AdamW's decoupled weight decay: each step multiplies the parameters by 1 - lr·this "
+                    "(0: none, the paper's training)",
     "kl_start": "KL weight at the first batch",
     "kl_anneal_epochs": "epochs over which the KL weight rises linearly to 1",
     "lr_decay_start": "the learning rate decays from epoch lr-decay-start + 1 on (epochs counted from 0)",

@@ -31,6 +31,7 @@ class TrainConfig(DictFields):
     adam_eps: float = 1e-4
     max_grad_norm: float = 1.0
     clip_value: float = 10.0
+    weight_decay: float = 0.0       # AdamW's decoupled decay (ref/optim.py); 0: the paper's Adam
     kl_start: float = 0.2
     kl_anneal_epochs: int = 20
     lr_decay_start: int = 20
@@ -57,6 +58,11 @@ class TrainConfig(DictFields):
                 raise ConfigError(f"{name} must be a positive number (and finite), got {value!r}")
         if self.lr > 1:
             raise ConfigError(f"lr must be at most 1 (Adam moves each parameter by about lr per step), got {self.lr!r}")
+        if not is_real(self.weight_decay) or not 0 <= self.weight_decay < math.inf:
+            raise ConfigError(f"weight_decay must be a number >= 0 (and finite), got {self.weight_decay!r}")
+        if self.lr * self.weight_decay >= 1:
+            raise ConfigError(f"lr * weight_decay must be below 1 (each step multiplies the parameters by "
+                              f"1 - lr * weight_decay), got {self.lr!r} * {self.weight_decay!r}")
         if not is_real(self.kl_start) or not 0 <= self.kl_start <= 1:
             raise ConfigError(f"kl_start must be in [0, 1], got {self.kl_start!r}")
         if not is_real(self.lr_decay) or not self.lr_decay >= 1:
@@ -67,3 +73,8 @@ class TrainConfig(DictFields):
         check_choice("train_layout", self.train_layout, TRAIN_LAYOUTS)
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("backend", self.backend, BACKENDS)
+
+    def step_options(self) -> dict:
+        """The settings of each optimizer step, as srnn.engine.Engine.train_batch takes them."""
+        return dict(adam_eps=self.adam_eps, max_grad_norm=self.max_grad_norm, clip_value=self.clip_value,
+                    weight_decay=self.weight_decay)

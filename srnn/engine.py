@@ -52,9 +52,11 @@ class Engine(Protocol):
         """(params, adam) as NumPy dicts."""
 
     def train_batch(self, batch: Batch, eps: np.ndarray, kl_weight: float, lr: float, d_0: Any, z_0: Any, *,
-                    adam_eps: float, max_grad_norm: float, clip_value: float) -> tuple[float, Any, Any]:
+                    adam_eps: float, max_grad_norm: float, clip_value: float,
+                    weight_decay: float) -> tuple[float, Any, Any]:
         """One Adam step on the batch's loss −ΣL_i/ΣT_i (gradients rescaled to max_grad_norm, then
-        clipped to ±clip_value); returns ΣL_i of the batch and the states at each T_i."""
+        clipped to ±clip_value; the parameters decayed by weight_decay, ref.optim.adam_update);
+        returns ΣL_i of the batch and the states at each T_i."""
 
     def elbo_and_states(self, batch: Batch, eps: np.ndarray, d_0: Any, z_0: Any) -> tuple[np.ndarray, Any, Any]:
         """L_i (B,) with β = 1, and the states at each T_i."""
@@ -114,12 +116,12 @@ class RefEngine:
     def state(self):
         return self.params, self.adam
 
-    def train_batch(self, batch, eps, kl_weight, lr, d_0, z_0, *, adam_eps, max_grad_norm, clip_value):
+    def train_batch(self, batch, eps, kl_weight, lr, d_0, z_0, *, adam_eps, max_grad_norm, clip_value, weight_decay):
         self._announce_kernels()
         grads, (L, d_last, z_last) = _loss_grad_and_aux(self.params, batch.u, batch.x, batch.mask, eps, kl_weight,
                                                          d_0, z_0, self.config, self.backend)
         grads, _ = clip_gradients(grads, max_grad_norm, clip_value)
-        self.params, self.adam = adam_update(self.params, grads, self.adam, lr, adam_eps)
+        self.params, self.adam = adam_update(self.params, grads, self.adam, lr, adam_eps, weight_decay=weight_decay)
         # the states become the next batch's constants (truncated BPTT)
         return float(np.sum(getval(L))), getval(d_last), getval(z_last)
 

@@ -226,8 +226,7 @@ def _train_epoch(engine, tc, split, epoch):
             beta = kl_weight(epoch, b, num_batches, tc.kl_start, tc.kl_anneal_epochs)
             eps = rng.standard_normal((*batch.mask.shape, engine.config.z_dim))
             try:
-                sum_L, d_0, z_0 = engine.train_batch(batch, eps, beta, lr, d_0, z_0, adam_eps=tc.adam_eps,
-                                                     max_grad_norm=tc.max_grad_norm, clip_value=tc.clip_value)
+                sum_L, d_0, z_0 = engine.train_batch(batch, eps, beta, lr, d_0, z_0, **tc.step_options())
                 if not math.isfinite(sum_L):
                     raise DivergedError(f"the batch's ELBO is {sum_L}")
             except DivergedError as e:

@@ -43,10 +43,11 @@ def assert_same_params(a, b):
 
 @pytest.mark.parametrize("model", list(TINY_MODELS))
 def test_torch_trainer_takes_the_steps_of_the_ref_trainer(tmp_path, stream_data, model):
-    """Same seed, same data order and noise, same Adam: the same parameters after two epochs of
-    the stream layout (states carried across batches), the same metrics along the way."""
+    """Same seed, same data order and noise, same Adam (with weight decay): the same parameters
+    after two epochs of the stream layout (states carried across batches), the same metrics along the way."""
     config = TINY_MODELS[model]
-    tc = TrainConfig(epochs=2, batch_size=4, iw_samples=3, lr=3e-3, kl_anneal_epochs=2, lr_decay_start=1)
+    tc = TrainConfig(epochs=2, batch_size=4, iw_samples=3, lr=3e-3, kl_anneal_epochs=2, lr_decay_start=1,
+                     weight_decay=0.5)
     metrics = {
         "ref": loop.train(tmp_path / "ref", config, tc),
         "torch": loop.train(tmp_path / "torch", config, tc, engine=TorchEngine(config, device="cpu")),

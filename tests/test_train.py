@@ -45,6 +45,52 @@ def test_adam_first_and_second_step_match_hand_computation():
     np.testing.assert_array_equal(params["w"], [1.0, -2.0])
 
 
+def test_weight_decay_without_gradient_shrinks_the_parameters_geometrically():
+    """Zero gradients leave Adam's moments at zero, so only the decay acts: theta_t = (1 − lr·λ)^t theta_0."""
+    params = {"w": np.array([1.5, -2.0, 0.25]), "b": np.float32(3.0) * np.ones(2, np.float32)}
+    state, (lr, decay), p = optim.adam_init(params), (0.1, 0.5), params
+    for _ in range(7):
+        p, state = optim.adam_update(p, {k: np.zeros_like(v) for k, v in params.items()}, state, lr, weight_decay=decay)
+    for name in params:
+        np.testing.assert_allclose(p[name], (1 - lr * decay) ** 7 * params[name], rtol=1e-6)
+    assert p["b"].dtype == np.float32, "the decay keeps float32 parameters float32"
+
+
+def test_adam_with_weight_decay_takes_the_steps_of_torch_adamw():
+    """With eps = 0 (where Lasagne's placement of eps and PyTorch's coincide) the update is AdamW's."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    params = {"w": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
+    grads = [{k: rng.standard_normal(v.shape) for k, v in params.items()} for _ in range(5)]
+    lr, decay = 0.05, 0.3
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    adamw = torch.optim.AdamW(tensors.values(), lr=lr, betas=(0.9, 0.999), eps=0.0, weight_decay=decay)
+    p, state = params, optim.adam_init(params)
+    for g in grads:
+        p, state = optim.adam_update(p, g, state, lr, eps=0.0, weight_decay=decay)
+        for k, t in tensors.items():
+            t.grad = torch.tensor(g[k])
+        adamw.step()
+    for k, t in tensors.items():
+        np.testing.assert_allclose(p[k], t.detach().numpy(), rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+def test_training_decays_the_parameters_by_lr_times_weight_decay():
+    """One batch from the same parameters, with and without decay: the same gradient, so the
+    two steps differ by exactly −lr·λ·theta (the decay reaches the engine through the loop)."""
+    tc = TrainConfig(batch_size=4, lr=3e-3)
+    train = stream_dataset().train
+    split = Split(train.u[:4], train.x[:4], train.mask[:4])  # one batch
+    init, stepped = ref.init_params(TINY, tc.seed), {}
+    for decay in (0.0, 2.0):
+        engine = RefEngine(TINY).load(init)
+        loop._train_epoch(engine, TrainConfig(**{**tc.to_dict(), "weight_decay": decay}), split, epoch=0)
+        stepped[decay] = engine.state()[0]
+    for name in init:
+        np.testing.assert_allclose(stepped[2.0][name] - stepped[0.0][name], -tc.lr * 2.0 * init[name],
+                                   rtol=1e-9, atol=1e-15, err_msg=name)
+
+
 def test_clipping_rescales_to_max_norm_and_keeps_direction():
     rng = np.random.default_rng(0)
     grads = {"a": 3 * rng.standard_normal((4, 5)), "b": 3 * rng.standard_normal(7)}

@@ -79,7 +79,7 @@ class TorchEngine:
                 **{k: {name: v.cpu().numpy() for name, v in self.adam[k].items()} for k in ("m", "v")}}
         return self.model.export_params(), adam
 
-    def train_batch(self, batch, eps, kl_weight, lr, d_0, z_0, *, adam_eps, max_grad_norm, clip_value):
+    def train_batch(self, batch, eps, kl_weight, lr, d_0, z_0, *, adam_eps, max_grad_norm, clip_value, weight_decay):
         """One optimizer step on this process's rows of the batch; returns ΣL_i of the whole
         batch and this process's states at each T_i (carried to the next batch)."""
         rows, weight = self._rows(len(batch.mask))
@@ -93,7 +93,7 @@ class TorchEngine:
         grads, _ = clip_gradients({name: p.grad for name, p in self.named.items()}, max_grad_norm, clip_value)
         with torch.no_grad():
             params = {name: p.detach() for name, p in self.named.items()}
-            new_params, self.adam = adam_update(params, grads, self.adam, lr, adam_eps)
+            new_params, self.adam = adam_update(params, grads, self.adam, lr, adam_eps, weight_decay=weight_decay)
             for name, p in self.named.items():
                 p.copy_(new_params[name])
         sum_L = L.detach().sum() * weight
