@@ -24,8 +24,9 @@ from srnn.analysis import ACTIVE, INFORMATIVE, informative_units  # noqa: E402
 from srnn.evaluation import summarize  # noqa: E402
 from srnn.loop import changed_settings  # noqa: E402
 from ref.errors import ConfigError  # noqa: E402
-from srnn.reproduce import (EXTRA_SEEDS, RECIPE_CHOICE, RUNS, SRNN_BEST_Z, SWEEP_Z, TUNED, lacks_validation,  # noqa: E402
-                             missing_bounds, run_settings, sweep_name, tuned_training)
+from srnn.reproduce import (EXTRA_SEEDS, RECIPE_CHOICE, RUNS, SRNN_BEST_Z, SWEEP_Z, TUNED, WEIGHT_DECAY,  # noqa: E402
+                             lacks_validation, missing_bounds, run_settings, sweep_name, tuned_training,
+                             weight_decay_runs)
 
 DATASETS = ("jsb", "nottingham", "muse", "piano")
 NAMES = {"jsb": "JSB", "nottingham": "Nottingham", "muse": "Muse", "piano": "Piano"}
@@ -42,8 +43,11 @@ MODELS = (("", "SRNN"), ("vrnn-", "VRNN"), ("rnn-", "RNN"))  # result-name prefi
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 LATENT_PLOT = "latent_usage.png"
 RECIPES = ("the paper's schedule (z from its sweep) or the tuned one (a departure from the paper: 100 epochs, "
-           "decay from epoch 41 by 1.05, stopped 20 epochs after the best validation ELBO, z = 10 or 100), "
-           "whichever has the higher validation ELBO")
+           "decay from epoch 41 by 1.05, stopped 20 epochs after the best validation ELBO, z = 10 or 100" +
+           "".join(f"; on {NAMES[RUNS[base][1].dataset]} {RUNS[base][1].variant} at z = {RUNS[base][0].z_dim} also "
+                   f"with AdamW's weight decay λ = {', '.join(f'{d:g}' for d in decays)}"
+                   for base, decays in WEIGHT_DECAY.items()) +
+           "), whichever has the higher validation ELBO")
 
 
 def load_results(directory=HERE):
@@ -109,9 +113,11 @@ def recipe_choice(results, dataset, variant):
 
 
 def compared_runs(dataset, variant):
-    """The runs a recipe choice compares: (the tuned recipe's at z = 10 and z = 100, the paper
-    recipe's: its z sweep on srnn2016, its one run on boulanger2012)."""
+    """The runs a recipe choice compares: (the tuned recipe's at z = 10 and z = 100 and their
+    weight-decay sweeps where they have one, the paper recipe's: its z sweep on srnn2016, its one
+    run on boulanger2012)."""
     tuned = [f"{dataset}-{variant}-tuned-z10", f"{dataset}-{variant}-tuned"]
+    tuned += [name for base in tuned for name in weight_decay_runs(base)]
     paper = [sweep_name(dataset, z) for z in SWEEP_Z] if variant == "srnn2016" else [f"{dataset}-{variant}"]
     return tuned, paper
 
@@ -152,9 +158,15 @@ def _choice_note(results, name, waiting, key):
 
 
 def _label(name):
-    """A run that a recipe choice compares, in words: its recipe and its z."""
+    """A run that a recipe choice compares, in words: its recipe, its z and its weight decay."""
     recipe = "the tuned recipe" if "-tuned" in name else "the paper's recipe"
-    return f"{recipe} at z = {_z(name)}"
+    decay = RUNS[name][1].weight_decay
+    return f"{recipe} at z = {_z(name)}" + (f" with weight decay {decay:g}" if decay else "")
+
+
+def _without_decay(name):
+    """The run whose weight-decay sweep holds run `name` (reproduce.WEIGHT_DECAY), or None."""
+    return next((base for base in WEIGHT_DECAY if name in weight_decay_runs(base)), None)
 
 
 def _z(name):
@@ -263,9 +275,10 @@ def _why(results, d, variant, chosen, waiting):
         else:
             reasons.append("no step from the paper's configuration improves its test bound")
     curves = _tuned_curves(results, d, variant, key)
-    out += [line for line, _, _ in curves]
-    over_fit = bool(curves) and all(falls for _, falls, _ in curves)
-    if any(passes for _, _, passes in curves):
+    out += [line for line, *_ in curves]
+    undecayed = [falls for _, falls, _, decayed in curves if not decayed]
+    over_fit = bool(undecayed) and all(undecayed)
+    if any(passes for _, _, passes, _ in curves):
         after = ", and over-fits after its peak, so the stopping rule keeps the checkpoint" if over_fit else ""
         reasons.append("the longer schedule passes the paper's on validation" + after)
     elif over_fit:
@@ -284,9 +297,17 @@ def _why(results, d, variant, chosen, waiting):
                        "paper's number at every z: we think that number comes from a setting neither the poster "
                        "nor this code reproduces")
     elif over_fit and gap is not None and verdict.startswith("no"):
-        reasons.append(f"the chosen checkpoint fits its training pieces {gap:.2f} nats {_per(variant)} better than "
-                       f"its validation pieces and every tuned run over-fits after its peak: we think this corpus is "
-                       f"too small for the model without a regulariser, which neither recipe has")
+        fits = (f"the chosen checkpoint fits its training pieces {gap:.2f} nats {_per(variant)} better than its "
+                f"validation pieces and every tuned run over-fits after its peak")
+        decay = _decay_gain(results, d, variant, key)
+        if decay is None:
+            reasons.append(fits + ": we think this corpus is too small for the model without a regulariser, which "
+                                  "neither recipe has")
+        else:  # the verdict, with the decayed runs among those validation chose from, is still no
+            gain, best = decay
+            reasons.append(fits + f"; weight decay moves the best validation ELBO by {gain:+.3f} at most "
+                                  f"({_label(best)}), and the verdict stays no: we think this corpus is too small "
+                                  f"for the model, and shrinking its weights does not make up for it")
     if verdict.startswith("within"):
         reasons.append("the difference is within two standard errors, " +
                        ("those over test pieces of one seed: more seeds would judge it" if "test pieces" in verdict
@@ -294,6 +315,15 @@ def _why(results, d, variant, chosen, waiting):
     if reasons:
         out.append("- What we think: " + "; ".join(reasons) + ".")
     return out
+
+
+def _decay_gain(results, d, variant, key):
+    """How much weight decay raises a tuned run's best validation ELBO, at most over its sweep's
+    runs made: (the gain, the run of it), or None without such runs."""
+    tuned, _ = compared_runs(d, variant)
+    gains = [(results[n]["valid"][key] - results[_without_decay(n)]["valid"][key], n) for n in tuned
+             if _without_decay(n) in results and n in results and not results[n]["partial"]]
+    return max(gains) if gains else None
 
 
 def _bound_name(key):
@@ -315,8 +345,10 @@ def _steps(results, d, variant, chosen, bound, key, sign):
     best_z = best_z_on_validation(results, d) if variant == "srnn2016" else None
     if best_z and best_z != 100:
         names.append(sweep_name(d, best_z))
-    if chosen != names[-1]:
-        names.append(chosen)
+    base = _without_decay(chosen)
+    for name in (base, chosen):  # a chosen run with weight decay: the step to the run without it first
+        if name is not None and name != names[-1]:
+            names.append(name)
     names = [n for n in names if n in results]
     if len(names) < 2:
         return None, [], (0.0, None)
@@ -340,13 +372,14 @@ def _steps(results, d, variant, chosen, bound, key, sign):
 def _tuned_curves(results, d, variant, key):
     """What each tuned run's learning curve says: where its validation ELBO peaked, how far it fell
     after while the training objective rose, and whether its best checkpoint is above the paper
-    recipe's best on validation: [(sentence, fell after its peak, passes the paper's)]."""
+    recipe's best on validation (a run with weight decay: above the same run's without it):
+    [(sentence, fell after its peak, passes the paper's, has weight decay)]."""
     tuned, paper = compared_runs(d, variant)
     paper_best = max((results[n]["valid"][key] for n in paper if n in results and "valid" in results[n]), default=None)
     curves = []
     for name in tuned:
-        r = results.get(name)
-        if not r or r["partial"]:
+        r, base = results.get(name), _without_decay(name)
+        if not r or r["partial"] or (base and base not in results):
             continue
         c = r["curve"]
         points = [p for p in zip(c["epoch"], c["valid_elbo"], c["train_elbo"], c["kl_weight"]) if p[1] is not None]
@@ -354,11 +387,14 @@ def _tuned_curves(results, d, variant, key):
         rose = f", while its training objective rose by {t_last - t_peak:.2f}" if w_peak == 1.0 else ""
         fell = (f"fell by {v_peak - v_last:.2f} by epoch {e_last}, its last{rose}" if e_last > e_peak else
                 "was still at its peak at its last validation")
-        above = None if paper_best is None else r["valid"][key] - paper_best
-        versus = "" if above is None else (f"; its best checkpoint is {'above' if above > 0 else 'below'} the paper "
-                                           f"recipe's best on validation by {abs(above):.3f}")
+        than = paper_best if base is None else results[base]["valid"][key]
+        above = None if than is None else r["valid"][key] - than
+        whose = "the paper recipe's best" if base is None else f"{_label(base)}'s (no decay)"
+        versus = "" if above is None else (f"; its best checkpoint is {'above' if above > 0 else 'below'} {whose} "
+                                           f"on validation by {abs(above):.3f}")
+        passes = bool(above and above > 0) if base is None else False
         curves.append((f"- {_label(name).capitalize()}: its validation ELBO (sequence-averaged, as training tracks "
-                       f"it) peaked at epoch {e_peak} and {fell}{versus}.", e_last > e_peak, bool(above and above > 0)))
+                       f"it) peaked at epoch {e_peak} and {fell}{versus}.", e_last > e_peak, passes, base is not None))
     return curves
 
 
@@ -547,9 +583,11 @@ def tables(results):
 
 
 def _recipe(tc):
-    """"tuned" when a TrainConfig follows the tuned recipe on its data (reproduce.tuned_training), else "paper"."""
+    """"tuned" when a TrainConfig follows the tuned recipe on its data (reproduce.tuned_training), else
+    "paper"; either followed by its weight decay when it has one (a recipe of its own)."""
     tuned = tuned_training(tc.dataset, tc.variant)
-    return "tuned" if all(getattr(tc, k) == tuned[k] for k in TUNED) else "paper"
+    recipe = "tuned" if all(getattr(tc, k) == tuned[k] for k in TUNED) else "paper"
+    return recipe + (f", weight decay {tc.weight_decay:g}" if tc.weight_decay else "")
 
 
 def best_epoch_training(r):

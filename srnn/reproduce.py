@@ -89,6 +89,11 @@ TUNED_Z = (10, 100)
 WEIGHT_DECAY = {"jsb-boulanger2012-tuned-z10": (0.3, 1.0, 3.0)}
 
 
+def weight_decay_runs(base):
+    """The names of run `base`'s weight-decay sweep (WEIGHT_DECAY); none for a run without one."""
+    return [f"{base}-wd{decay:g}" for decay in WEIGHT_DECAY.get(base, ())]
+
+
 def _boulanger_training(dataset, schedule=None):
     """The paper's training on the standard splits (or `schedule`'s): its layout (the pieces as
     truncated-BPTT streams, srnn.splits.as_streams) and as many updates as its run on the same
@@ -134,8 +139,8 @@ def _runs():
                 runs[f"{dataset}-{variant}-tuned" + ("" if z == 100 else f"-z{z}")] = (preset("paper", z_dim=z), tc, ks)
     for base, decays in WEIGHT_DECAY.items():
         config, tc, ks = runs[base]
-        for decay in decays:
-            runs[f"{base}-wd{decay:g}"] = (config, dataclasses.replace(tc, weight_decay=decay), ks)
+        for decay, name in zip(decays, weight_decay_runs(base)):
+            runs[name] = (config, dataclasses.replace(tc, weight_decay=decay), ks)
     # the same data, schedule and evaluation as the SRNN's run of each name, the models compared at
     # K = 100 (JSB's SRNN adds K = 1000 for its paper's anchor)
     for model in BASELINES:
