@@ -297,8 +297,9 @@ def _why(results, d, variant, chosen, waiting):
                        "paper's number at every z: we think that number comes from a setting neither the poster "
                        "nor this code reproduces")
     elif over_fit and gap is not None and verdict.startswith("no"):
+        every = "every tuned run" if all(falls for _, falls, *_ in curves) else "every tuned run without weight decay"
         fits = (f"the chosen checkpoint fits its training pieces {gap:.2f} nats {_per(variant)} better than its "
-                f"validation pieces and every tuned run over-fits after its peak")
+                f"validation pieces and {every} over-fits after its peak")
         decay = _decay_gain(results, d, variant, key)
         if decay is None:
             reasons.append(fits + ": we think this corpus is too small for the model without a regulariser, which "
