@@ -386,8 +386,10 @@ def _tuned_curves(results, d, variant, key):
         points = [p for p in zip(c["epoch"], c["valid_elbo"], c["train_elbo"], c["kl_weight"]) if p[1] is not None]
         (e_peak, v_peak, t_peak, w_peak), (e_last, v_last, t_last, _) = max(points, key=lambda p: p[1]), points[-1]
         rose = f", while its training objective rose by {t_last - t_peak:.2f}" if w_peak == 1.0 else ""
-        fell = (f"fell by {v_peak - v_last:.2f} by epoch {e_last}, its last{rose}" if e_last > e_peak else
-                "was still at its peak at its last validation")
+        falls = e_last > e_peak and round(v_peak - v_last, 2) > 0  # a fall that prints as 0.00 is none
+        fell = (f"fell by {v_peak - v_last:.2f} by epoch {e_last}, its last{rose}" if falls else
+                "was still at its peak at its last validation" if e_last == e_peak else
+                f"ended within 0.01 of it at epoch {e_last}, its last")
         than = paper_best if base is None else results[base]["valid"][key]
         above = None if than is None else r["valid"][key] - than
         whose = "the paper recipe's best" if base is None else f"{_label(base)}'s (no decay)"
@@ -395,7 +397,7 @@ def _tuned_curves(results, d, variant, key):
                                            f"on validation by {abs(above):.3f}")
         passes = bool(above and above > 0) if base is None else False
         curves.append((f"- {_label(name).capitalize()}: its validation ELBO (sequence-averaged, as training tracks "
-                       f"it) peaked at epoch {e_peak} and {fell}{versus}.", e_last > e_peak, passes, base is not None))
+                       f"it) peaked at epoch {e_peak} and {fell}{versus}.", falls, passes, base is not None))
     return curves
 
 

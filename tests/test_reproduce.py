@@ -355,10 +355,13 @@ def test_the_why_section_states_what_the_files_measure_and_reasons_only_from_wha
     assert "weight decay moves the best validation ELBO by +0.050 at most (the tuned recipe at z = 10 with weight " \
            "decay 1), and the verdict stays no" in text
     assert "without a regulariser" not in text and "every tuned run over-fits after its peak" in text
-    # a decayed run still at its peak at its last validation: the over-fitting is claimed of the others only
-    files["jsb-boulanger2012-tuned-z10-wd3"] = nll_run("jsb-boulanger2012-tuned-z10-wd3", -7.4, 7.3, peak=-7.5,
-                                                       last=-7.4)
-    assert "every tuned run without weight decay over-fits" in "\n".join(make_table.why_section(files))
+    # a decayed run that ends within 0.01 of its peak has not over-fitted: that is claimed of the others only
+    files["jsb-boulanger2012-tuned-z10-wd3"] = nll_run("jsb-boulanger2012-tuned-z10-wd3", -7.4, 7.3, peak=-7.4,
+                                                       last=-7.403)
+    text = "\n".join(make_table.why_section(files))
+    assert "every tuned run without weight decay over-fits" in text
+    assert "weight decay 3: its validation ELBO (sequence-averaged, as training tracks it) peaked at epoch 30 and " \
+           "ended within 0.01 of it at epoch 50, its last;" in text
     for name in decayed:
         del files[name]
     # within two standard errors of DMM-Aug, one seed: that is the reason given, not over-fitting
