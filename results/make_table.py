@@ -322,8 +322,9 @@ def _decay_gain(results, d, variant, key):
     """How much weight decay raises a tuned run's best validation ELBO, at most over its sweep's
     runs made: (the gain, the run of it), or None without such runs."""
     tuned, _ = compared_runs(d, variant)
-    gains = [(results[n]["valid"][key] - results[_without_decay(n)]["valid"][key], n) for n in tuned
-             if _without_decay(n) in results and n in results and not results[n]["partial"]]
+    gains = [(results[n]["valid"][key] - results[base]["valid"][key], n)
+             for n, base in ((n, _without_decay(n)) for n in tuned)
+             if base is not None and base in results and n in results and not results[n]["partial"]]
     return max(gains) if gains else None
 
 
