@@ -305,10 +305,12 @@ def _why(results, d, variant, chosen, waiting):
             reasons.append(fits + ": we think this corpus is too small for the model without a regulariser, which "
                                   "neither recipe has")
         else:  # the verdict, with the decayed runs among those validation chose from, is still no
-            gain, best = decay
+            gain, best, seeds = decay
+            over = (f"; by {seeds[0]:+.3f} between the means over its {seeds[1]} seeds and the run without decay's "
+                    f"{seeds[2]}" if seeds else "")
             reasons.append(fits + f"; weight decay moves the best validation ELBO by {gain:+.3f} at most "
-                                  f"({_label(best)}), and the verdict stays no: we think this corpus is too small "
-                                  f"for the model, and shrinking its weights does not make up for it")
+                                  f"({_label(best)}{over}), and the verdict stays no: we think this corpus is too "
+                                  f"small for the model, and shrinking its weights does not make up for it")
     if verdict.startswith("within"):
         reasons.append("the difference is within two standard errors, " +
                        ("those over test pieces of one seed: more seeds would judge it" if "test pieces" in verdict
@@ -320,12 +322,19 @@ def _why(results, d, variant, chosen, waiting):
 
 def _decay_gain(results, d, variant, key):
     """How much weight decay raises a tuned run's best validation ELBO, at most over its sweep's
-    runs made: (the gain, the run of it), or None without such runs."""
+    runs made: (the gain, the run of it, (the gain between the means over that run's seeds and over
+    the run without decay's, the two numbers of seeds), None while the run has one seed), or None
+    without such runs. Validation chose the run on its first seed; its other seeds say if that holds."""
     tuned, _ = compared_runs(d, variant)
     gains = [(results[n]["valid"][key] - results[base]["valid"][key], n)
              for n, base in ((n, _without_decay(n)) for n in tuned)
              if base is not None and base in results and n in results and not results[n]["partial"]]
-    return max(gains) if gains else None
+    if not gains:
+        return None
+    gain, best = max(gains)
+    decayed, undecayed = ([r["valid"][key] for r in with_seeds(results, n)] for n in (best, _without_decay(best)))
+    seeds = (np.mean(decayed) - np.mean(undecayed), len(decayed), len(undecayed)) if len(decayed) > 1 else None
+    return gain, best, seeds
 
 
 def _bound_name(key):

@@ -355,6 +355,15 @@ def test_the_why_section_states_what_the_files_measure_and_reasons_only_from_wha
     assert "weight decay moves the best validation ELBO by +0.050 at most (the tuned recipe at z = 10 with weight " \
            "decay 1), and the verdict stays no" in text
     assert "without a regulariser" not in text and "every tuned run over-fits after its peak" in text
+    # seeds of the decayed run and of the run without decay: whether validation's choice holds over them
+    seeded = {**files, **{f"{base}-seed{i}": nll_run(base, valid, 6.9, peak=valid, last=valid - 0.3)
+                          for base, valids in (("jsb-boulanger2012-tuned-z10-wd1", (-7.1, -7.05)),
+                                               ("jsb-boulanger2012-tuned-z10", (-7.0, -6.95)))
+                          for i, valid in enumerate(valids, start=1)}}
+    text = "\n".join(make_table.why_section(seeded))  # means -7.033 (λ = 1) and -6.983 (none), seed 0 included
+    assert "weight decay moves the best validation ELBO by +0.050 at most (the tuned recipe at z = 10 with weight " \
+           "decay 1; by -0.050 between the means over its 3 seeds and the run without decay's 3), and the verdict " \
+           "stays no" in text
     # a decayed run that ends within 0.01 of its peak has not over-fitted: that is claimed of the others only
     files["jsb-boulanger2012-tuned-z10-wd3"] = nll_run("jsb-boulanger2012-tuned-z10-wd3", -7.4, 7.3, peak=-7.4,
                                                        last=-7.403)
