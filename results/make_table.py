@@ -326,13 +326,13 @@ def _decay_gain(results, d, variant, key):
     the run without decay's, the two numbers of seeds), None while the run has one seed), or None
     without such runs. Validation chose the run on its first seed; its other seeds say if that holds."""
     tuned, _ = compared_runs(d, variant)
-    gains = [(results[n]["valid"][key] - results[base]["valid"][key], n)
+    gains = [(results[n]["valid"][key] - results[base]["valid"][key], n, base)
              for n, base in ((n, _without_decay(n)) for n in tuned)
              if base is not None and base in results and n in results and not results[n]["partial"]]
     if not gains:
         return None
-    gain, best = max(gains)
-    decayed, undecayed = ([r["valid"][key] for r in with_seeds(results, n)] for n in (best, _without_decay(best)))
+    gain, best, base = max(gains)
+    decayed, undecayed = ([r["valid"][key] for r in with_seeds(results, n)] for n in (best, base))
     seeds = (np.mean(decayed) - np.mean(undecayed), len(decayed), len(undecayed)) if len(decayed) > 1 else None
     return gain, best, seeds
 
