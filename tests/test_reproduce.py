@@ -465,14 +465,20 @@ def test_the_paper_comparison_is_judged_over_seeds_and_left_open_with_one():
     seeds = {"jsb-srnn2016": result(paper + 0.10), "jsb-srnn2016-seed1": result(paper + 0.12),
              "jsb-srnn2016-seed2": result(paper + 0.08), "jsb-srnn2016-z10": result(paper - 5)}  # z10: another run
     sentence = make_table.against_the_paper(seeds, "jsb")
-    assert f"ours {paper + 0.10:.2f} ± 0.01 over 3 seeds" in sentence and "better than the paper's" in sentence
+    assert f"ours {paper + 0.10:.3f} ± 0.012 over 3 seeds" in sentence and "better than the paper's" in sentence
+    assert "(ours better by 0.100)" in sentence
     seeds["jsb-srnn2016-seed2"] = result(paper - 0.5)  # now the seeds disagree: within two standard errors
     assert "within two standard errors of the paper's" in make_table.against_the_paper(seeds, "jsb")
     # on the standard splits an NLL, lower is better: DMM-Aug's importance-sampled one
     dmm = make_table.DMM_AUG_IS["jsb"]
     boulanger = {f"jsb-boulanger2012{s}": {"test": {"iw_K100": {"frame_weighted": -(dmm - 0.2 + d)}}}
                  for s, d in (("", 0.0), ("-seed1", 0.01), ("-seed2", -0.01))}
-    assert "better than DMM-Aug's" in make_table.against_the_paper(boulanger, "jsb", "boulanger2012")
+    assert f"better than DMM-Aug's {dmm:.3f} (ours better by 0.200)" in make_table.against_the_paper(
+        boulanger, "jsb", "boulanger2012")
+    tied = {f"jsb-boulanger2012{s}": {"test": {"iw_K100": {"frame_weighted": -(dmm + d)}}}
+            for s, d in (("", 0.0004), ("-seed1", -0.0003))}  # a mean 0.00005 above DMM-Aug's: no "worse by 0.000"
+    assert "within two standard errors of DMM-Aug's" in (sentence := make_table.against_the_paper(
+        tied, "jsb", "boulanger2012")) and sentence.endswith("(the same to three decimals).")
 
 
 def test_the_commit_is_dirty_for_a_changed_source_file_and_not_for_a_changed_result(tmp_path, tmp_path_factory,
