@@ -64,7 +64,7 @@ SRNN_BEST_Z = {"jsb": 10, "nottingham": 25, "piano": 50, "muse": 100}
 RECIPE_CHOICE = {"jsb-srnn2016": "jsb-srnn2016-tuned-z10", "nottingham-srnn2016": "nottingham-srnn2016-z25",
                  "piano-srnn2016": "piano-srnn2016-z50", "jsb-boulanger2012": "jsb-boulanger2012-tuned-z10-wd1",
                  "piano-boulanger2012": "piano-boulanger2012", "nottingham-boulanger2012": "nottingham-boulanger2012",
-                 "muse-srnn2016": "muse-srnn2016"}
+                 "muse-srnn2016": "muse-srnn2016", "muse-boulanger2012": "muse-boulanger2012"}
 # JSB's srnn2016 files hold its pieces at twice the time resolution of boulanger2012's (27,200 vs
 # 13,807 training frames); the other corpora hold within 20 % of the same frames in both.
 BOULANGER2012_EPOCH_SCALE = {"jsb": 2, "nottingham": 1, "piano": 1, "muse": 1}
