@@ -509,13 +509,13 @@ def against_the_paper(results, dataset, variant="srnn2016"):
     mean, better = float(np.mean(values)), sign * (float(np.mean(values)) - published)  # > 0: ours is better
     by = (f"ours {'better' if better >= 0 else 'worse'} by {abs(better):.3f}" if round(better, 3)
           else "the same to three decimals")
-    published = f"{published:.{2 if variant == 'srnn2016' else 3}f}"  # to the digits it was published with
+    shown = f"{published:.{2 if variant == 'srnn2016' else 3}f}"  # to the digits it was published with
     if len(values) == 1:
-        return f"- {NAMES[dataset]}: ours {mean:.3f} against {label} {published} ({by}); one seed: not judged over seeds."
+        return f"- {NAMES[dataset]}: ours {mean:.3f} against {label} {shown} ({by}); one seed: not judged over seeds."
     _, se = _mean_and_se(values)
     verdict = ("worse than", "within two standard errors of", "better than")[_side(better, se) + 1]
     return (f"- {NAMES[dataset]}: ours {mean:.3f} ± {se:.3f} over {len(values)} seeds (mean ± its standard error), "
-            f"{verdict} {label} {published} ({by}).")
+            f"{verdict} {label} {shown} ({by}).")
 
 
 def _header(title, columns):
