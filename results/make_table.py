@@ -123,12 +123,13 @@ def compared_runs(dataset, variant):
 
 
 def _published(dataset, variant):
-    """What a variant's verdicts are judged against: (the published number, whose, sign, the test
-    bound of ours that meets it). srnn2016: the SRNN paper's ELBO; boulanger2012: DMM-Aug's
-    importance-sampled NLL, which our −IW bound meets (sign -1: lower is better)."""
+    """What a variant's verdicts are judged against: (the published number, whose it is with the
+    number to the digits it was published with, sign, the test bound of ours that meets it).
+    srnn2016: the SRNN paper's ELBO; boulanger2012: DMM-Aug's importance-sampled NLL, which our
+    −IW bound meets (sign -1: lower is better)."""
     if variant == "srnn2016":
-        return PAPER_SRNN[dataset], "the paper's", 1.0, ("elbo", "sequence_averaged")
-    return DMM_AUG_IS[dataset], "DMM-Aug's", -1.0, ("iw_K100", "frame_weighted")
+        return PAPER_SRNN[dataset], f"the paper's {PAPER_SRNN[dataset]:.2f}", 1.0, ("elbo", "sequence_averaged")
+    return DMM_AUG_IS[dataset], f"DMM-Aug's {DMM_AUG_IS[dataset]:.3f}", -1.0, ("iw_K100", "frame_weighted")
 
 
 def chosen_verdict(results, name, dataset, variant):
@@ -252,12 +253,11 @@ def why_section(results):
 def _why(results, d, variant, chosen, waiting):
     """The measured facts behind one dataset's verdict, then what we think, one clause for each
     fact that holds (why_section)."""
-    published, whose, sign, (bound, key) = _published(d, variant)
+    _, whose, sign, (bound, key) = _published(d, variant)
     verdict, tightest = chosen_verdict(results, chosen, d, variant)
     beaten = verdict.startswith("yes")
-    out = [f"\n**{NAMES[d]} ({variant})**: {chosen}, {_bound_name(tightest)} against {whose} "
-           f"{published:.{2 if sign > 0 else 3}f}: {verdict}" + (f"; not final: waits for {', '.join(waiting)}."
-                                                              if waiting else ".")]
+    out = [f"\n**{NAMES[d]} ({variant})**: {chosen}, {_bound_name(tightest)} against {whose}: {verdict}"
+           + (f"; not final: waits for {', '.join(waiting)}." if waiting else ".")]
     reasons = []
     steps, gains, (total, total_se) = _steps(results, d, variant, chosen, bound, key, sign)
     if steps:
@@ -506,16 +506,16 @@ def against_the_paper(results, dataset, variant="srnn2016"):
     values = [sign * r["test"][metric[0]][metric[1]] for r in with_seeds(results, name) if metric[0] in r["test"]]
     if not values:
         return None
-    mean, better = float(np.mean(values)), sign * (float(np.mean(values)) - published)  # > 0: ours is better
+    mean = float(np.mean(values))
+    better = sign * (mean - published)  # > 0: ours is better
     by = (f"ours {'better' if better >= 0 else 'worse'} by {abs(better):.3f}" if round(better, 3)
           else "the same to three decimals")
-    shown = f"{published:.{2 if variant == 'srnn2016' else 3}f}"  # to the digits it was published with
     if len(values) == 1:
-        return f"- {NAMES[dataset]}: ours {mean:.3f} against {label} {shown} ({by}); one seed: not judged over seeds."
+        return f"- {NAMES[dataset]}: ours {mean:.3f} against {label} ({by}); one seed: not judged over seeds."
     _, se = _mean_and_se(values)
     verdict = ("worse than", "within two standard errors of", "better than")[_side(better, se) + 1]
     return (f"- {NAMES[dataset]}: ours {mean:.3f} ± {se:.3f} over {len(values)} seeds (mean ± its standard error), "
-            f"{verdict} {label} {shown} ({by}).")
+            f"{verdict} {label} ({by}).")
 
 
 def _header(title, columns):
