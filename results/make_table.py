@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import t as student_t
 from matplotlib.figure import Figure  # no pyplot: a file only, any machine
 
 HERE = Path(__file__).resolve().parent
@@ -184,11 +185,12 @@ def _beats(runs, published, metric=("elbo", "sequence_averaged"), sign=1.0):
     measured = [r["test"][metric[0]] for r in runs]
     values = [sign * m[metric[1]] for m in measured]
     if len(values) > 1:  # seeds can agree to a few thousandths: three decimals
-        (mean, se), over, digits = _mean_and_se(values), f"{len(values)} seeds", 3
+        (mean, se), n, over, digits = _mean_and_se(values), len(values), f"{len(values)} seeds", 3
     else:
-        mean, se, over, digits = values[0], measured[0][metric[1] + "_se"], "test pieces", 2
+        mean, se, n = values[0], measured[0][metric[1] + "_se"], runs[0]["test"]["num_sequences"]
+        over, digits = "test pieces", 2
     diff = mean - published
-    verdict = ("no", "within two standard errors", "yes")[_side(sign * diff, se) + 1]
+    verdict = ("no", WITHIN, "yes")[_side(sign * diff, se, n) + 1]
     return f"{verdict} ({diff:+.{digits}f} ± {se:.{digits}f} over {over})"
 
 
@@ -197,10 +199,23 @@ def _mean_and_se(values):
     return float(np.mean(values)), float(np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
-def _side(gain, se):
-    """The rule of every verdict in the tables: 1 if a gain is above two standard errors, -1 if
-    below minus two, 0 within."""
-    return 1 if gain > 2 * se else -1 if gain < -2 * se else 0
+def _side(gain, se, n):
+    """The rule of every verdict in the tables: 1 if a gain lies above the 95% interval of a mean
+    over n numbers (seeds or test pieces), -1 if below it, 0 within. The interval is Student's:
+    ± t standard errors, t the 0.975 quantile with n − 1 degrees of freedom, because the standard
+    error is itself estimated from those n; over three seeds t is 4.30, where two standard errors
+    would call a difference that chance alone makes about one time in five. For a difference of
+    two means, n is the smaller count (Welch's conservative degrees of freedom)."""
+    half = _t(n) * se
+    return 1 if gain > half else -1 if gain < -half else 0
+
+
+def _t(n):
+    """The half-width of the 95% interval of a mean over n numbers, in standard errors (_side)."""
+    return float(student_t.ppf(0.975, n - 1))
+
+
+WITHIN = "within the 95% interval"  # _side's 0
 
 
 def tuned_table(results):
@@ -259,14 +274,14 @@ def _why(results, d, variant, chosen, waiting):
     out = [f"\n**{NAMES[d]} ({variant})**: {chosen}, {_bound_name(tightest)} against {whose}: {verdict}"
            + (f"; not final: waits for {', '.join(waiting)}." if waiting else ".")]
     reasons = []
-    steps, gains, (total, total_se) = _steps(results, d, variant, chosen, bound, key, sign)
+    steps, gains, (total, total_se, n) = _steps(results, d, variant, chosen, bound, key, sign)
     if steps:
         out.append(steps)
         gain, largest = max(gains)
         se = results[chosen]["test"][bound][key + "_se"]
-        if total_se is not None and _side(total, total_se) == 0:  # seeds at both ends: the tables' rule
+        if total_se is not None and _side(total, total_se, n) == 0:  # seeds at both ends: the tables' rule
             reasons.append(f"what validation chooses moves the test bound by {total:+.3f} ± {total_se:.3f} over "
-                           f"seeds, within two standard errors: on this corpus the paper's configuration is as good")
+                           f"seeds, {WITHIN}: on this corpus the paper's configuration is as good")
         elif total_se is None and abs(total) < se / 2:
             reasons.append(f"what validation chooses moves the test bound by less than half its standard error over "
                            f"pieces ({se:.2f}): on this corpus the paper's configuration is as good")
@@ -311,9 +326,9 @@ def _why(results, d, variant, chosen, waiting):
             reasons.append(fits + f"; weight decay moves the best validation ELBO by {gain:+.3f} at most "
                                   f"({_label(best)}{over}), and the verdict stays no: we think this corpus is too "
                                   f"small for the model, and shrinking its weights does not make up for it")
-    if verdict.startswith("within"):
-        reasons.append("the difference is within two standard errors, " +
-                       ("those over test pieces of one seed: more seeds would judge it" if "test pieces" in verdict
+    if verdict.startswith(WITHIN):
+        reasons.append(f"the difference is {WITHIN}, " +
+                       ("over test pieces of one seed: more seeds would judge it" if "test pieces" in verdict
                         else "over its seeds: it is not told apart from the published number"))
     if reasons:
         out.append("- What we think: " + "; ".join(reasons) + ".")
@@ -351,7 +366,8 @@ def _steps(results, d, variant, chosen, bound, key, sign):
     """The runs from the paper's configuration to the chosen one, each changing the z or the
     schedule (the z validation chooses from the sweep, then the tuned schedule), with each one's
     test bound averaged over its seeds: (the sentence, [(gain, run)], (the whole step, its standard
-    error over seeds: None unless both ends have two or more)); (None, [], (0, None)) with one run."""
+    error over seeds: None unless both ends have two or more, the smaller end's number of seeds));
+    (None, [], (0, None, 0)) with one run."""
     names = [f"{d}-{variant}"]
     best_z = best_z_on_validation(results, d) if variant == "srnn2016" else None
     if best_z and best_z != 100:
@@ -362,7 +378,7 @@ def _steps(results, d, variant, chosen, bound, key, sign):
             names.append(name)
     names = [n for n in names if n in results]
     if len(names) < 2:
-        return None, [], (0.0, None)
+        return None, [], (0.0, None, 0)
     runs = [with_seeds(results, n) for n in names]
     values = [[sign * r["test"][bound][key] for r in seeds] for seeds in runs]
     means = [float(np.mean(v)) for v in values]
@@ -371,13 +387,14 @@ def _steps(results, d, variant, chosen, bound, key, sign):
              for i, (n, m, seeds) in enumerate(zip(names, means, runs))]
     gains = [(sign * (means[i] - means[i - 1]), names[i]) for i in range(1, len(names))]
     first, last = values[0], values[-1]
-    total_se = (float(np.hypot(_mean_and_se(first)[1], _mean_and_se(last)[1]))  # independent trainings
-                if min(len(first), len(last)) > 1 else None)
+    fewer = min(len(first), len(last))
+    # the two ends are independent trainings: their standard errors add in quadrature
+    total_se = float(np.hypot(_mean_and_se(first)[1], _mean_and_se(last)[1])) if fewer > 1 else None
     total = sign * (means[-1] - means[0])
     whole = ("" if total_se is None else f" ± {total_se:.3f} over seeds" if len(gains) == 1
              else f" (in all {total:+.3f} ± {total_se:.3f} over seeds)")
     return (f"- From the paper's configuration to the chosen run ({_bound_name(bound)}; a positive step is a better "
-            f"bound): " + "; ".join(parts) + whole + "."), gains, (total, total_se)
+            f"bound): " + "; ".join(parts) + whole + "."), gains, (total, total_se, fewer)
 
 
 def _tuned_curves(results, d, variant, key):
@@ -513,7 +530,7 @@ def against_the_paper(results, dataset, variant="srnn2016"):
     if len(values) == 1:
         return f"- {NAMES[dataset]}: ours {mean:.3f} against {label} ({by}); one seed: not judged over seeds."
     _, se = _mean_and_se(values)
-    verdict = ("worse than", "within two standard errors of", "better than")[_side(better, se) + 1]
+    verdict = ("worse than", "not told apart from", "better than")[_side(better, se, len(values)) + 1]
     return (f"- {NAMES[dataset]}: ours {mean:.3f} ± {se:.3f} over {len(values)} seeds (mean ± its standard error), "
             f"{verdict} {label} ({by}).")
 
@@ -591,8 +608,15 @@ def tables(results):
         out.append(f"| {label} | {_value(r['test']['elbo']) if r else '–'} | {_iw(r, 100, 'sequence_averaged')} | "
                    f"{_status(r)} |")
     out += model_comparison(results)
-    out.append("\n± are standard errors over test pieces. \"ref = torch ✓\": the best checkpoint's test ELBO "
-               "computed by both implementations in float64 agrees to 1e-8.")
+    out.append("\n± are standard errors over test pieces, or over seeds where a number says so. \"ref = torch ✓\": "
+               "the best checkpoint's test ELBO computed by both implementations in float64 agrees to 1e-8.")
+    pieces = sorted({r["test"]["num_sequences"] for r in results.values() if "test" in r})
+    out.append(f"\nEvery verdict sets a difference against its 95% interval: ± t standard errors, t Student's 0.975 "
+               f"quantile for n − 1 degrees of freedom, n the seeds or test pieces the standard error is over (for a "
+               f"difference of two means the smaller n, Welch's conservative choice): t = {_t(2):.2f} for two seeds, "
+               f"{_t(3):.2f} for three, {_t(pieces[-1]):.2f} to {_t(pieces[0]):.2f} for a corpus's {pieces[0]} to "
+               f"{pieces[-1]} test pieces. Outside the interval the verdict is yes or no (better or worse); inside, "
+               f"{WITHIN} (not told apart).")
     out.append(not_run_table(results))
     return "\n".join(out) + "\n"
 
@@ -766,7 +790,8 @@ def _verdicts(results, variant, key, sign):
             paths = [r["test"].get("elbo_paths10") for r in (srnn, other)]
             if all(m and "per_sequence" in m for m in paths) and paths[0]["lengths"] == paths[1]["lengths"]:
                 paired = summarize(np.subtract(paths[0]["per_sequence"], paths[1]["per_sequence"]), paths[0]["lengths"])
-                comparisons.append(("ELBO (10 paths), paired over pieces", paired[key], paired[key + "_se"]))
+                comparisons.append(("ELBO (10 paths), paired over pieces", paired[key], paired[key + "_se"],
+                                    len(paths[0]["lengths"])))
             for bound, srnn_m, other_m in (
                     ("ELBO", srnn["test"]["elbo"], other["test"]["elbo"]),
                     ("IW K=100", srnn["test"].get("iw_K100"),
@@ -774,10 +799,11 @@ def _verdicts(results, variant, key, sign):
                 if srnn_m and other_m:
                     diff = srnn_m[key] - other_m[key]
                     comparisons.append((bound + ", unpaired", diff,
-                                        (srnn_m[key + "_se"] ** 2 + other_m[key + "_se"] ** 2) ** 0.5))
+                                        (srnn_m[key + "_se"] ** 2 + other_m[key + "_se"] ** 2) ** 0.5,
+                                        min(srnn["test"]["num_sequences"], other["test"]["num_sequences"])))
             parts = [f"{bound} {sign * diff:+.3f} ± {se:.3f} ("
-                     + (f"the {label} is better", "within two standard errors", "the SRNN is better")[_side(diff, se) + 1]
-                     + ")" for bound, diff, se in comparisons]
+                     + (f"the {label} is better", WITHIN, "the SRNN is better")[_side(diff, se, n) + 1]
+                     + ")" for bound, diff, se, n in comparisons]
             lines.append(f"\n- {where}: SRNN minus {label} ({favours}): " + "; ".join(parts) + ".")
             lines.append("  " + _over_seeds_verdict(with_seeds(results, f"{d}-{variant}{suffix}"),
                                                     with_seeds(results, f"{prefix}{d}-{variant}{suffix}"), key, sign))
