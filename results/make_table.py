@@ -125,20 +125,32 @@ def compared_runs(dataset, variant):
 
 def _published(dataset, variant):
     """What a variant's verdicts are judged against: (the published number, whose it is with the
-    number to the digits it was published with, sign, the test bound of ours that meets it).
-    srnn2016: the SRNN paper's ELBO; boulanger2012: DMM-Aug's importance-sampled NLL, which our
-    −IW bound meets (sign -1: lower is better)."""
+    number to the digits it was published with, sign, the test bound of ours that meets it, those
+    digits). srnn2016: the SRNN paper's ELBO; boulanger2012: DMM-Aug's importance-sampled NLL,
+    which our −IW bound meets (sign -1: lower is better)."""
     if variant == "srnn2016":
-        return PAPER_SRNN[dataset], f"the paper's {PAPER_SRNN[dataset]:.2f}", 1.0, ("elbo", "sequence_averaged")
-    return DMM_AUG_IS[dataset], f"DMM-Aug's {DMM_AUG_IS[dataset]:.3f}", -1.0, ("iw_K100", "frame_weighted")
+        number, whose, sign, bound, digits = PAPER_SRNN[dataset], "the paper's", 1.0, ("elbo", "sequence_averaged"), 2
+    else:
+        number, whose, sign, bound, digits = DMM_AUG_IS[dataset], "DMM-Aug's", -1.0, ("iw_K100", "frame_weighted"), 3
+    return number, f"{whose} {number:.{digits}f}", sign, bound, digits
+
+
+def _rounding(gain, se, n, published, sign, digits):
+    """A verdict outside the 95% interval (_side) that the published number's rounding could bring
+    inside: if the number, printed to `digits`, was rounded from as near ours as half a unit of its
+    last digit. The clause that says so, or "" where no such value can."""
+    side, half = _side(gain, se, n), 0.5 * 10.0 ** -digits
+    if side == 0 or _side(gain - side * half, se, n) != 0:
+        return ""
+    return f"; {WITHIN} if the published number was rounded from {published + sign * side * half:.{digits + 1}f}"
 
 
 def chosen_verdict(results, name, dataset, variant):
     """The verdict of chosen run `name` (and its seeds) against the published number (_beats); on
     boulanger2012 at its tightest IW bound. (verdict, the test key of the bound judged)."""
-    number, _, sign, (bound, key) = _published(dataset, variant)
+    number, _, sign, (bound, key), digits = _published(dataset, variant)
     bound = bound if sign > 0 else _tightest(results[name])
-    return _beats(with_seeds(results, name), number, (bound, key), sign), bound
+    return _beats(with_seeds(results, name), number, (bound, key), sign, digits), bound
 
 
 def check_recipe_choice(results):
@@ -176,22 +188,24 @@ def _z(name):
     return RUNS[name][0].z_dim
 
 
-def _beats(runs, published, metric=("elbo", "sequence_averaged"), sign=1.0):
+def _beats(runs, published, metric=("elbo", "sequence_averaged"), sign=1.0, digits=None):
     """Is ours better than a published number (which gives no error of its own)? Ours: test bound
     `metric` of a run and of its other seeds. Over two or more seeds, their mean with its standard
     error over seeds (all score the same pieces: the seed is what moves it); with one, its standard
     error over test pieces. With sign = -1 the published number is an NLL, ours the negated bound,
-    and lower is better. The verdict, and ours minus the published number."""
+    and lower is better. The verdict, ours minus the published number, and, given the digits the
+    number was printed with, whether its rounding could change the verdict (_rounding)."""
     measured = [r["test"][metric[0]] for r in runs]
     values = [sign * m[metric[1]] for m in measured]
     if len(values) > 1:  # seeds can agree to a few thousandths: three decimals
-        (mean, se), n, over, digits = _mean_and_se(values), len(values), f"{len(values)} seeds", 3
+        (mean, se), n, over, shown = _mean_and_se(values), len(values), f"{len(values)} seeds", 3
     else:
         mean, se, n = values[0], measured[0][metric[1] + "_se"], runs[0]["test"]["num_sequences"]
-        over, digits = "test pieces", 2
+        over, shown = "test pieces", 2
     diff = mean - published
     verdict = ("no", WITHIN, "yes")[_side(sign * diff, se, n) + 1]
-    return f"{verdict} ({diff:+.{digits}f} ± {se:.{digits}f} over {over})"
+    rounding = "" if digits is None else _rounding(sign * diff, se, n, published, sign, digits)
+    return f"{verdict} ({diff:+.{shown}f} ± {se:.{shown}f} over {over}{rounding})"
 
 
 def _mean_and_se(values):
@@ -268,7 +282,7 @@ def why_section(results):
 def _why(results, d, variant, chosen, waiting):
     """The measured facts behind one dataset's verdict, then what we think, one clause for each
     fact that holds (why_section)."""
-    _, whose, sign, (bound, key) = _published(d, variant)
+    _, whose, sign, (bound, key), _ = _published(d, variant)
     verdict, tightest = chosen_verdict(results, chosen, d, variant)
     beaten = verdict.startswith("yes")
     out = [f"\n**{NAMES[d]} ({variant})**: {chosen}, {_bound_name(tightest)} against {whose}: {verdict}"
@@ -519,7 +533,7 @@ def against_the_paper(results, dataset, variant="srnn2016"):
     training's seed, not the choice of pieces: the verdict is the mean over seeds ± its standard
     error (sd / sqrt(n)), and is left open with one seed."""
     name = f"{dataset}-{variant}"
-    published, label, sign, metric = _published(dataset, variant)
+    published, label, sign, metric, digits = _published(dataset, variant)
     values = [sign * r["test"][metric[0]][metric[1]] for r in with_seeds(results, name) if metric[0] in r["test"]]
     if not values:
         return None
@@ -531,8 +545,9 @@ def against_the_paper(results, dataset, variant="srnn2016"):
         return f"- {NAMES[dataset]}: ours {mean:.3f} against {label} ({by}); one seed: not judged over seeds."
     _, se = _mean_and_se(values)
     verdict = ("worse than", "not told apart from", "better than")[_side(better, se, len(values)) + 1]
+    rounding = _rounding(better, se, len(values), published, sign, digits)
     return (f"- {NAMES[dataset]}: ours {mean:.3f} ± {se:.3f} over {len(values)} seeds (mean ± its standard error), "
-            f"{verdict} {label} ({by}).")
+            f"{verdict} {label} ({by}{rounding}).")
 
 
 def _header(title, columns):
@@ -616,7 +631,8 @@ def tables(results):
                f"difference of two means the smaller n, Welch's conservative choice): t = {_t(2):.2f} for two seeds, "
                f"{_t(3):.2f} for three, {_t(pieces[-1]):.2f} to {_t(pieces[0]):.2f} for a corpus's {pieces[0]} to "
                f"{pieces[-1]} test pieces. Outside the interval the verdict is yes or no (better or worse); inside, "
-               f"{WITHIN} (not told apart).")
+               f"{WITHIN} (not told apart). A published number is taken as printed; where its rounding, half a unit "
+               f"of its last digit, could bring a verdict inside the interval, the verdict says so.")
     out.append(not_run_table(results))
     return "\n".join(out) + "\n"
 
@@ -962,6 +978,8 @@ def not_run_table(results):
                 if waiting else f"RECIPE_CHOICE[\"{d}-{variant}\"] = \"{name}\" in srnn/reproduce.py, which lists them")
         which = " if it is a tuned one (the paper's recipe has them at its best z)" if variant == "srnn2016" else ""
         lines.append(f"| {d}-{variant}: seeds {seeds} of the run its recipe choice names{which} | {todo} | – | – | – | – |")
+    if len(lines) == 3:  # the title and the header only
+        return lines[0] + "\nNone: every run of srnn.reproduce.RUNS has its result file."
     lines.append(f"\nIn all, the runs estimated above: {total:.0f} hours of one CPU core, as the queue runs them "
                  f"(one thread each, two side by side); a run that stops early takes less.")
     return "\n".join(lines)

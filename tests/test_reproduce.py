@@ -397,11 +397,19 @@ def test_a_bound_beats_a_published_number_only_outside_its_95_percent_interval()
     se = 0.02 / np.sqrt(3)
     assert make_table._beats(seeds, -4.5 - 3 * se).startswith("within the 95% interval")
     assert make_table._beats(seeds, -4.5 - 5 * se).startswith("yes")
+    # a number printed to two decimals may lie 0.005 nearer ours: where that brings the verdict inside the
+    # interval (± 0.0497 here), the verdict says so, with the nearest value the printed one could round from
+    assert make_table._beats(seeds, -4.55, digits=2) == ("yes (+0.050 ± 0.012 over 3 seeds; within the 95% "
+                                                         "interval if the published number was rounded from -4.545)")
+    assert make_table._beats(seeds, -4.56, digits=2) == "yes (+0.060 ± 0.012 over 3 seeds)"
+    assert make_table._beats(seeds, -4.45, digits=2).endswith("if the published number was rounded from -4.455)")
     # against an NLL, lower is better: ours is the negated bound, and ours minus theirs is negative when better
     nll = ("elbo", "frame_weighted")
     assert make_table._beats([run(-6.0, key=nll[1])], 6.288, nll, -1.0) == "yes (-0.29 ± 0.10 over test pieces)"
     assert make_table._beats([run(-6.0, key=nll[1])], 6.1, nll, -1.0).startswith("within the 95% interval")
     assert make_table._beats([run(-6.0, key=nll[1])], 5.7, nll, -1.0) == "no (+0.30 ± 0.10 over test pieces)"
+    nll_seeds = [run(-6.0, key=nll[1]), run(-6.02, key=nll[1]), run(-5.98, key=nll[1])]
+    assert make_table._beats(nll_seeds, 6.05, nll, -1.0, digits=2).endswith("rounded from 6.045)")
 
 
 def test_the_verdict_rule_calls_a_difference_that_chance_alone_makes_one_time_in_twenty():
@@ -486,6 +494,9 @@ def test_the_paper_comparison_is_judged_over_seeds_and_left_open_with_one():
     sentence = make_table.against_the_paper(seeds, "jsb")
     assert f"ours {paper + 0.10:.3f} ± 0.012 over 3 seeds" in sentence and "better than the paper's" in sentence
     assert "(ours better by 0.100)" in sentence
+    near = {n: result(r["test"]["elbo"]["sequence_averaged"] - 0.05) for n, r in seeds.items()}  # 4.3 se above
+    assert f"(ours better by 0.050; within the 95% interval if the published number was rounded from " \
+           f"{paper + 0.005:.3f})." in make_table.against_the_paper(near, "jsb")
     seeds["jsb-srnn2016-seed2"] = result(paper - 0.5)  # now the seeds disagree: not told apart
     assert "not told apart from the paper's" in make_table.against_the_paper(seeds, "jsb")
     # on the standard splits an NLL, lower is better: DMM-Aug's importance-sampled one
