@@ -932,9 +932,10 @@ def not_run_table(results):
     """The runs not made yet: their command, and the time they need on this CPU."""
     seconds, made = epoch_seconds(), made_runs(results)
     total = 0.0
-    lines = _header("Not run yet (each one command; `results/run_all.sh` runs them all)",
-                    ["run", "command", "s/epoch, this CPU (float32; ref, torch for the VRNN)", "epochs",
-                     "hours (training and evaluation)", "estimated from"])
+    header = _header("Not run yet (each one command; `results/run_all.sh` runs them all)",
+                     ["run", "command", "s/epoch, this CPU (float32; ref, torch for the VRNN)", "epochs",
+                      "hours (training and evaluation)", "estimated from"])
+    lines = list(header)
     for name, (config, tc, ks) in RUNS.items():
         if name in results:
             missing = missing_bounds(results[name], ks)
@@ -978,8 +979,8 @@ def not_run_table(results):
                 if waiting else f"RECIPE_CHOICE[\"{d}-{variant}\"] = \"{name}\" in srnn/reproduce.py, which lists them")
         which = " if it is a tuned one (the paper's recipe has them at its best z)" if variant == "srnn2016" else ""
         lines.append(f"| {d}-{variant}: seeds {seeds} of the run its recipe choice names{which} | {todo} | – | – | – | – |")
-    if len(lines) == 3:  # the title and the header only
-        return lines[0] + "\nNone: every run of srnn.reproduce.RUNS has its result file."
+    if lines == header:
+        return header[0] + "\nNone: every run of srnn.reproduce.RUNS has its result file."
     lines.append(f"\nIn all, the runs estimated above: {total:.0f} hours of one CPU core, as the queue runs them "
                  f"(one thread each, two side by side); a run that stops early takes less.")
     return "\n".join(lines)
