@@ -393,7 +393,7 @@ def test_a_bound_beats_a_published_number_only_outside_its_95_percent_interval()
     # over seeds: their mean, with the standard error over seeds, however wide each one's error over pieces
     seeds = [run(-4.5, se=1.0), run(-4.52, se=1.0), run(-4.48, se=1.0)]
     assert make_table._beats(seeds, -4.6) == "yes (+0.100 ± 0.012 over 3 seeds)"
-    # three seeds estimate their own spread: the interval is ± 4.30 standard errors, so a gain of 3 is not one
+    # three seeds estimate their own spread: the interval is ± 4.30 standard errors; a gain of 3 lies inside it
     se = 0.02 / np.sqrt(3)
     assert make_table._beats(seeds, -4.5 - 3 * se).startswith("within the 95% interval")
     assert make_table._beats(seeds, -4.5 - 5 * se).startswith("yes")
